@@ -1,0 +1,207 @@
+"""The grid directory: routing by point and by address, workers, and bad files."""
+
+from __future__ import annotations
+
+import pytest
+
+from flows import DirectoryError, GridDirectory
+from tests.flows.conftest import SAMPLE_DIRECTORY
+
+
+@pytest.fixture(scope="module")
+def directory() -> GridDirectory:
+    return GridDirectory.load(SAMPLE_DIRECTORY)
+
+
+SMALL = """\
+district: {code: "D1", name: 示例区}
+streets:
+  - code: S1
+    name: 青枫街道
+    communities:
+      - code: C1
+        name: 金桥社区
+        grids:
+          - code: G1
+            name: 金桥社区第一网格
+            aliases: [金桥小区]
+            workers:
+              - {wecom_user_id: ZhangWei, name: 张伟, phone: "13800000001"}
+            polygon: [[106.620, 29.710], [106.625, 29.710], [106.625, 29.714], [106.620, 29.714]]
+"""
+
+
+def test_the_sample_is_a_realistic_district(directory: GridDirectory) -> None:
+    grids = directory.grids
+    assert len(grids) == 12
+    assert len({g.street_code for g in grids}) == 3 and len({g.community_code for g in grids}) == 6
+    assert all(1 <= len(g.workers) <= 3 for g in grids)
+    assert {g.district for g in grids} == {"示例区"}
+
+
+@pytest.mark.parametrize(
+    ("lat", "lon", "grid"),
+    [
+        (29.7120, 106.6220, "500199001001-01"),  # 金桥社区第一网格, south-west corner of the district
+        (29.7160, 106.6220, "500199001001-02"),
+        (29.7120, 106.6370, "500199002002-01"),
+        (29.7200, 106.6380, "500199003002-02"),
+    ],
+)
+def test_a_location_finds_the_grid_containing_it(directory: GridDirectory, lat: float, lon: float, grid: str) -> None:
+    found = directory.route_point(lat, lon)
+    assert found is not None and found.code == grid
+
+
+def test_the_sample_grids_tile_the_area(directory: GridDirectory) -> None:
+    # every point of a fine lattice over the area lies in exactly one grid (borders aside)
+    misses = [
+        (lat, lon)
+        for lat in (29.7101 + i * 0.0005 for i in range(23))
+        for lon in (106.6201 + j * 0.0005 for j in range(39))
+        if directory.route_point(lat, lon) is None
+    ]
+    assert misses == []
+
+
+def test_a_location_outside_every_grid_finds_nothing(directory: GridDirectory) -> None:
+    assert directory.route_point(29.60, 106.50) is None
+
+
+def test_a_point_on_a_shared_border_gets_one_grid(directory: GridDirectory) -> None:
+    grid = directory.grid("500199001001-01")
+    assert grid is not None
+    neighbour = directory.grid("500199001002-01")
+    lon, lat = grid.polygon[1]  # a corner shared with its eastern neighbour
+    assert neighbour is not None and neighbour.polygon[0] == (lon, lat)
+    found = directory.route_point(lat, lon)
+    assert found is not None and found.code == "500199001001-01"  # the lower code wins
+
+
+@pytest.mark.parametrize(
+    ("text", "grid"),
+    [
+        ("龙湖花园3栋楼下有人半夜装修", "500199001001-02"),
+        ("龙湖花园二期北门", "500199001001-02"),
+        ("我住 翠湖家园 5 单元", "500199001002-02"),
+        ("云岭新城B区垃圾站", "500199002001-02"),
+        ("金桥社区第一网格", "500199001001-01"),
+    ],
+)
+def test_an_address_finds_the_grid_by_compound_or_building(directory: GridDirectory, text: str, grid: str) -> None:
+    found = directory.route_address(text)
+    assert found is not None and found.code == grid
+
+
+@pytest.mark.parametrize("text", ["金桥社区门口", "松林村这边", "楼下一直有人吵", ""])
+def test_an_address_that_names_no_single_grid_finds_nothing(directory: GridDirectory, text: str) -> None:
+    assert directory.route_address(text) is None
+
+
+def test_a_community_with_one_grid_is_enough() -> None:
+    directory = GridDirectory.from_text(SMALL, "small.yaml")
+    found = directory.route_address("金桥社区菜市场旁边")
+    assert found is not None and found.code == "G1"
+
+
+def test_place_names_feed_the_nlu(directory: GridDirectory) -> None:
+    names = directory.place_names()
+    assert {"示例区", "青枫街道", "金桥社区", "金桥社区第一网格", "龙湖花园", "松林村"} <= set(names)
+    assert list(names) == sorted(set(names))
+
+
+def test_a_worker_and_their_grid(directory: GridDirectory) -> None:
+    found = directory.worker("LiuYang01")
+    assert found is not None
+    worker, grid = found
+    assert (worker.name, worker.phone, grid.code, grid.community, grid.street) == (
+        "刘洋", "13800010000", "500199001001-02", "金桥社区", "青枫街道"
+    )
+    assert directory.worker("nobody") is None
+
+
+def test_unit_and_area_names(directory: GridDirectory) -> None:
+    assert directory.unit_name("500199002") == "云岭街道"
+    assert directory.unit_name("500199001001-02") == "金桥社区第二网格"
+    assert directory.area_name("500199001001-02", "community") == "金桥社区"
+    assert directory.area_name("500199001001-02", "district") == "示例区"
+    assert directory.unit_name("street_centre") is None
+
+
+def test_a_self_intersecting_polygon_names_the_grid_and_the_file() -> None:
+    bowtie = SMALL.replace(
+        "[[106.620, 29.710], [106.625, 29.710], [106.625, 29.714], [106.620, 29.714]]",
+        "[[106.620, 29.710], [106.625, 29.714], [106.625, 29.710], [106.620, 29.714]]",
+    )
+    with pytest.raises(DirectoryError) as refused:
+        GridDirectory.from_text(bowtie, "grids.yaml")
+    [problem] = refused.value.problems
+    assert str(problem).startswith("grids.yaml:14:")
+    assert "grid G1 (金桥社区第一网格): invalid polygon: Self-intersection" in problem.message
+
+
+def test_swapped_coordinates_are_explained() -> None:
+    swapped = SMALL.replace("[106.620, 29.710], [106.625", "[29.710, 106.620], [106.625")
+    with pytest.raises(DirectoryError, match=r"looks like \[lat, lon\]"):
+        GridDirectory.from_text(swapped, "grids.yaml")
+
+
+def test_too_few_points() -> None:
+    thin = SMALL.replace(", [106.625, 29.714], [106.620, 29.714]]", "]")
+    with pytest.raises(DirectoryError, match="polygon"):
+        GridDirectory.from_text(thin, "grids.yaml")
+
+
+def test_wrong_types_and_missing_keys_are_located() -> None:
+    broken = SMALL.replace('phone: "13800000001"', "phone: 13800000001")
+    broken = broken.replace("            name: 金桥社区第一网格\n", "")
+    with pytest.raises(DirectoryError) as refused:
+        GridDirectory.from_text(broken, "grids.yaml")
+    messages = [str(p) for p in refused.value.problems]
+    assert any("13800000001 is not of type 'string'" in m and m.startswith("grids.yaml:12:") for m in messages)
+    assert any("'name' is a required property" in m for m in messages)
+
+
+def test_duplicates_across_grids_are_refused() -> None:
+    second = SMALL + """\
+      - code: C2
+        name: 松林社区
+        grids:
+          - code: C1
+            name: 松林社区第一网格
+            aliases: [金桥小区]
+            workers:
+              - {wecom_user_id: ZhangWei, name: 张伟, phone: "13800000001"}
+            polygon: [[106.625, 29.710], [106.630, 29.710], [106.630, 29.714], [106.625, 29.714]]
+"""
+    with pytest.raises(DirectoryError) as refused:
+        GridDirectory.from_text(second, "grids.yaml")
+    messages = " | ".join(p.message for p in refused.value.problems)
+    assert "duplicate code 'C1' (first on line 6)" in messages  # a grid may not reuse a community's code
+    assert "worker ZhangWei is listed in grids G1 and C1" in messages
+    assert "alias '金桥小区' names grids G1 and C1" in messages
+
+
+def test_overlapping_grids_are_refused() -> None:
+    overlapping = SMALL + """\
+      - code: C2
+        name: 松林社区
+        grids:
+          - code: G2
+            name: 松林社区第一网格
+            workers:
+              - {wecom_user_id: LiNa, name: 李娜, phone: "13800000002"}
+            polygon: [[106.622, 29.710], [106.630, 29.710], [106.630, 29.714], [106.622, 29.714]]
+"""
+    with pytest.raises(DirectoryError, match=r"grid G2 .* overlaps grid G1"):
+        GridDirectory.from_text(overlapping, "grids.yaml")
+
+
+def test_yaml_errors_and_duplicate_keys_are_located() -> None:
+    with pytest.raises(DirectoryError, match=r"grids\.yaml:2:\d+: error: duplicate key 'district'"):
+        GridDirectory.from_text('district: {code: "D1", name: x}\ndistrict: {}\nstreets: []\n', "grids.yaml")
+
+
+def test_a_missing_file(tmp_path) -> None:
+    with pytest.raises(DirectoryError, match="cannot read"):
+        GridDirectory.load(tmp_path / "none.yaml")
