@@ -1,0 +1,1 @@
+"""Fakes of the outside world the tests cannot reach (WeChat, WeCom), run on loopback."""
