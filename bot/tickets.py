@@ -1,0 +1,217 @@
+"""Tickets (工单) in Redis: numbering, storage, indexes, and the only door to change them.
+
+A ticket changes state only through the flow engine (`flows.step`); this module stores the
+result together with what it causes — timeline entries, notifications in the outbox stream,
+timers in the sorted set — in one MULTI/EXEC, so a crash never leaves half a change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from redis.asyncio import Redis
+from redis.exceptions import WatchError
+
+from bot.keys import Keys
+from flows import Action, TicketState
+
+TICKET_NUMBER_DIGITS = 4
+
+
+class TicketNotFound(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """One line of a ticket's history: who did what, when, and the rule that caused it."""
+
+    at: str  # ISO 8601 with offset
+    actor: str  # "resident" | "worker:<id>" | "dispatcher:<name>" | "system"
+    kind: str  # "created" | "accept" | "notify" | "card" | ...
+    text: str = ""
+    rule: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v}
+
+    @classmethod
+    def from_json(cls, data: dict[str, str]) -> TimelineEntry:
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A message to deliver later (by the outbox worker), written with the ticket change."""
+
+    ticket: str
+    template: str
+    audience: str  # "resident" | "assignee" | "dispatcher" | "duty_dispatcher" | ...
+    rule: str = ""
+
+    def to_fields(self) -> dict[str, str]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v}
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    number: str
+    channel: str
+    reporter_id: str
+    description: str
+    flow: TicketState
+    created_at: str
+    updated_at: str
+    location_text: str = ""
+    lat: float | None = None
+    lon: float | None = None
+    grid_code: str | None = None
+    phone: str | None = None  # stored in full, shown masked
+    emergency: bool = False
+    media_ids: tuple[str, ...] = ()
+    timeline: tuple[TimelineEntry, ...] = field(default_factory=tuple)
+
+    @property
+    def status(self) -> str:
+        return self.flow.status
+
+    def to_json(self) -> str:
+        data: dict[str, Any] = {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("flow", "timeline")
+        }
+        data["media_ids"] = list(self.media_ids)
+        data["flow"] = self.flow.to_json()
+        data["timeline"] = [e.to_json() for e in self.timeline]
+        return json.dumps(data, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, raw: str) -> Ticket:
+        data = json.loads(raw)
+        data["flow"] = TicketState.from_json(data["flow"])
+        data["timeline"] = tuple(TimelineEntry.from_json(e) for e in data["timeline"])
+        data["media_ids"] = tuple(data.get("media_ids", ()))
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What one step did: the new ticket plus the side effects to store atomically with it."""
+
+    ticket: Ticket
+    notifications: tuple[Notification, ...] = ()
+    timers: tuple[tuple[str, datetime], ...] = ()  # (timer id, due)
+    cancel_timers: bool = False
+
+
+class TicketStore:
+    def __init__(self, redis: Redis, keys: Keys, number_prefix: str, tz: ZoneInfo) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._prefix = number_prefix
+        self._tz = tz
+
+    async def allocate_number(self, now: datetime) -> str:
+        """`<prefix><YYYYMMDD><daily sequence>`; INCR makes it unique across processes."""
+        day = now.astimezone(self._tz).strftime("%Y%m%d")
+        key = self._keys.ticket_sequence(day)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 3 * 86400)
+            seq, _ = await pipe.execute()
+        return f"{self._prefix}{day}{int(seq):0{TICKET_NUMBER_DIGITS}d}"
+
+    async def get(self, number: str) -> Ticket | None:
+        raw = await self._redis.get(self._keys.ticket(number))
+        return Ticket.from_json(raw) if raw else None
+
+    async def get_many(self, numbers: Sequence[str]) -> list[Ticket]:
+        if not numbers:
+            return []
+        raws = await self._redis.mget([self._keys.ticket(n) for n in numbers])
+        return [Ticket.from_json(r) for r in raws if r]
+
+    async def numbers_by_reporter(self, channel: str, user_id: str, limit: int) -> list[str]:
+        key = self._keys.tickets_by_reporter(channel, user_id)
+        return list(await self._redis.zrevrange(key, 0, limit - 1))
+
+    async def numbers_by_status(self, status: str) -> set[str]:
+        return set(await self._redis.smembers(self._keys.tickets_by_status(status)))
+
+    async def create(self, change: Change) -> None:
+        t = change.ticket
+        created = datetime.fromisoformat(t.created_at).timestamp()
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._keys.ticket(t.number), t.to_json(), nx=True)
+            pipe.zadd(self._keys.tickets_by_reporter(t.channel, t.reporter_id), {t.number: created})
+            pipe.zadd(self._keys.all_tickets(), {t.number: created})
+            pipe.sadd(self._keys.tickets_by_status(t.status), t.number)
+            self._queue_effects(pipe, change)
+            result = await pipe.execute()
+        if not result[0]:
+            raise RuntimeError(f"ticket number {t.number} already taken")
+
+    async def update(self, number: str, apply: Callable[[Ticket], Change | None]) -> Change | None:
+        """Read-modify-write under WATCH: `apply` may run again if another process won the race.
+
+        `apply` returns None to change nothing. Raises TicketNotFound.
+        """
+        key = self._keys.ticket(number)
+        while True:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    if raw is None:
+                        raise TicketNotFound(number)
+                    before = Ticket.from_json(raw)
+                    change = apply(before)
+                    if change is None:
+                        await pipe.unwatch()
+                        return None
+                    after = change.ticket
+                    pipe.multi()
+                    pipe.set(key, after.to_json())
+                    if after.status != before.status:
+                        pipe.srem(self._keys.tickets_by_status(before.status), number)
+                        pipe.sadd(self._keys.tickets_by_status(after.status), number)
+                    self._queue_effects(pipe, change)
+                    await pipe.execute()
+                    return change
+                except WatchError:
+                    continue
+
+    def _queue_effects(self, pipe: Any, change: Change) -> None:
+        number = change.ticket.number
+        timers_key = self._keys.timers()
+        own_timers = self._keys.ticket_timers(number)
+        if change.cancel_timers:
+            pipe.eval(_CANCEL_TIMERS, 2, timers_key, own_timers)
+        for timer_id, due in change.timers:
+            member = timer_member(number, timer_id)
+            pipe.zadd(timers_key, {member: due.timestamp()})
+            pipe.sadd(own_timers, member)
+        for note in change.notifications:
+            pipe.xadd(self._keys.outbox(), note.to_fields(), maxlen=1_000_000, approximate=True)
+
+
+# Remove every pending timer of one ticket: KEYS[1] the due-time set, KEYS[2] the ticket's own set.
+_CANCEL_TIMERS = """
+local members = redis.call("SMEMBERS", KEYS[2])
+for _, m in ipairs(members) do redis.call("ZREM", KEYS[1], m) end
+redis.call("DEL", KEYS[2])
+return #members
+"""
+
+
+def timer_member(number: str, timer_id: str) -> str:
+    return f"{number}|{timer_id}"
+
+
+def action_param(action: Action, name: str, default: str = "") -> str:
+    return dict(action.params).get(name, default)
