@@ -1,0 +1,534 @@
+"""The notification outbox's delivery worker.
+
+`bot/tickets.py` writes a `Notification(ticket, template, audience, rule)` into the Redis stream
+`outbox` in the same MULTI as the ticket change that causes it. This worker reads the stream in
+a consumer group, turns each notification into deliveries (one per channel and recipient: the
+resident's WeChat openid, each grid worker's WeCom id, the grid's group robot, an SMS number…)
+and hands each to the `Deliverer` registered for its channel:
+
+- idempotent: a delivery id is `SET NX` before sending, so a crash between send and ack (the
+  stream entry is claimed again by another consumer) never notifies anyone twice within
+  `outbox.idempotency_window_seconds`; the price is that a crash between that SET and the send
+  loses the message — it shows as "sending" in the ticket's delivery list;
+- retries with exponential backoff (a sorted set of due times, the injected clock), then a
+  dead-letter hash an admin lists and retries (`gridbot outbox dead` / `gridbot outbox retry`);
+- per-channel rate limits (a sliding minute in Redis); group robots (20 a minute) queue and
+  merge instead: nothing is dropped;
+- every delivery's status is kept per ticket (`keys.ticket_deliveries(number)`) for the ticket page.
+
+Channels register themselves: `app[OUTBOX].register("sms", SmsDeliverer(...))`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from aiohttp import web
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from bot.config import OutboxConfig, WecomConfig
+from bot.keys import Keys
+from bot.logs import log_event, mask_phone
+from bot.replies import Replies
+from bot.ticketing import TicketService, TicketView
+from bot.tickets import Ticket
+from flows import Grid, GridDirectory
+
+log = logging.getLogger("gridbot.outbox")
+
+GROUP = "delivery"
+STALE_CLAIM_MS = 60_000  # a consumer that holds an entry this long without acking has died
+BATCH = 100
+ROBOT_TEXT_MAX_BYTES = 2048
+ROBOT_SEPARATOR = "\n——————\n"
+
+
+class RetryLater(Exception):
+    """Not delivered, for now (network, quota, rate limit): try again after a backoff."""
+
+
+class Undeliverable(Exception):
+    """Will never work as it is (unknown recipient, refused template): straight to dead letters."""
+
+
+class MaybeDelivered(Exception):
+    """The request left and the answer was lost: not retried, so nobody is notified twice."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """What a deliverer sends: the rendered text and what a channel may need besides."""
+
+    ticket: str
+    template: str  # e.g. "notify/accepted"
+    audience: str
+    text: str  # rendered for the channel; the first line is a title
+    status_name: str
+    delivery_id: str
+
+    @property
+    def title(self) -> str:
+        return self.text.split("\n", 1)[0]
+
+    @property
+    def body(self) -> str:
+        head, _, rest = self.text.partition("\n")
+        return rest or head
+
+
+class Deliverer(Protocol):
+    """One channel's way out. Raise `RetryLater`, `Undeliverable` or `MaybeDelivered`; any other
+    exception counts as `RetryLater`. Return "sent", or "queued" when the channel sends later."""
+
+    per_minute: int  # the channel's send limit per minute (sliding); 0: none
+
+    async def deliver(self, recipient: str, message: Outgoing) -> str: ...
+
+
+@runtime_checkable
+class Flushing(Protocol):
+    """A deliverer that queues (group robots) and sends from `flush`, called on every run."""
+
+    async def flush(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    id: str
+    entry: str  # the outbox stream entry it came from
+    ticket: str
+    template: str
+    audience: str
+    channel: str
+    recipient: str
+    rule: str = ""
+    attempt: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, raw: str) -> Delivery:
+        return cls(**json.loads(raw))
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryStatus:
+    """One line of a ticket's delivery list."""
+
+    id: str
+    template: str
+    audience: str
+    channel: str  # "" when the audience has no channel
+    recipient: str  # masked
+    status: str  # sending | sent | queued | retrying | dead | uncertain | no_channel
+    at: str
+    attempt: int = 0
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    delivery: Delivery
+    error: str
+    at: str
+
+
+# Sliding minute: KEYS[1] the window; ARGV now, limit, member. 0 = go; else seconds to wait.
+_RATE = """
+local now = tonumber(ARGV[1])
+redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", now - 60)
+if redis.call("ZCARD", KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call("ZADD", KEYS[1], now, ARGV[3])
+  redis.call("EXPIRE", KEYS[1], 120)
+  return "0"
+end
+local oldest = redis.call("ZRANGE", KEYS[1], 0, 0, "WITHSCORES")
+return tostring(tonumber(oldest[2]) + 60 - now)
+"""
+
+# KEYS: retry set; ARGV: now, batch. Claims (removes and returns) the due deliveries.
+_CLAIM_DUE = """
+local due = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", ARGV[1], "LIMIT", 0, tonumber(ARGV[2]))
+for _, m in ipairs(due) do redis.call("ZREM", KEYS[1], m) end
+return due
+"""
+
+
+class RateWindow:
+    """A sliding one-minute send window in Redis, on the injected clock."""
+
+    def __init__(self, redis: Redis, clock: Callable[[], datetime]) -> None:
+        self._script = redis.register_script(_RATE)
+        self._clock = clock
+
+    async def take(self, key: str, per_minute: int, member: str) -> float:
+        """0 when a send may go now (and it is counted); else the seconds until one may."""
+        if per_minute <= 0:
+            return 0.0
+        now = self._clock().timestamp()
+        unique = f"{now}:{member}:{uuid.uuid4().hex[:8]}"  # two sends in the same instant count twice
+        return float(await self._script(keys=[key], args=[now, per_minute, unique]))
+
+
+def short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def mask_recipient(channel: str, recipient: str) -> str:
+    if channel == "robot":
+        return "群机器人"  # the webhook key is a secret
+    return mask_phone(recipient)
+
+
+class NotificationText:
+    """Renders `notify/<channel>/<name>.j2`, else `notify/<name>.j2`. Robots (groups) never fall
+    back to the general texts, which carry addresses and descriptions: `notify/robot/default.j2`."""
+
+    def __init__(self, replies: Replies) -> None:
+        self._env = replies.env
+
+    def render(self, template: str, channel: str, view: TicketView) -> str:
+        name = template.removeprefix("notify/")
+        candidates = [f"notify/{channel}/{name}.j2"]
+        candidates.append("notify/robot/default.j2" if channel == "robot" else f"notify/{name}.j2")
+        return self._env.select_template(candidates).render(t=view).strip()
+
+
+class Audiences:
+    """Who a notification's audience is, as (channel, recipient) pairs."""
+
+    RESIDENT_CHANNELS: Mapping[str, str] = {"wechat_mp": "wechat_mp", "wecom": "wecom_text", "sms": "sms",
+                                            "hotline": "sms"}
+
+    def __init__(self, tickets: TicketService, directory: GridDirectory | None, wecom: WecomConfig) -> None:
+        self._tickets = tickets
+        self._directory = directory
+        self._dispatchers = _ids(wecom.dispatcher_user_ids)
+        self._duty = _ids(wecom.duty_user_ids) or self._dispatchers
+
+    def resolve(self, ticket: Ticket, audience: str) -> list[tuple[str, str]]:
+        state = ticket.flow
+        if audience == "resident":
+            channel = self.RESIDENT_CHANNELS.get(ticket.channel)
+            if channel is None:
+                return []  # rest / cli / open311: the resident looks the ticket up
+            recipient = ticket.phone if channel == "sms" else ticket.reporter_id
+            return [(channel, recipient)] if recipient else []
+        if audience == "assignee":
+            if state.assignee:
+                return [("wecom_card", state.assignee)]
+            return self._grid_workers(ticket) if state.level == "grid" else []
+        if audience == "unit" or audience.startswith("unit:"):
+            unit = audience.partition(":")[2] or state.unit
+            owner = self._tickets.flow.units.get(unit)
+            return self._grid_workers(ticket) if owner is not None and owner.level == "grid" else []
+        if audience == "dispatcher":
+            return [("wecom_text", u) for u in self._dispatchers]
+        if audience == "duty_dispatcher":
+            return [("wecom_text", u) for u in self._duty]
+        if audience == "grid_group":
+            grid = self._grid(ticket)
+            return [("robot", grid.robot_key)] if grid is not None and grid.robot_key else []
+        return []
+
+    def _grid(self, ticket: Ticket) -> Grid | None:
+        if self._directory is None or not ticket.grid_code:
+            return None
+        return self._directory.grid(ticket.grid_code)
+
+    def _grid_workers(self, ticket: Ticket) -> list[tuple[str, str]]:
+        grid = self._grid(ticket)
+        return [("wecom_card", w.wecom_user_id) for w in grid.workers] if grid is not None else []
+
+
+def _ids(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+class Outbox:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        tickets: TicketService,
+        audiences: Audiences,
+        texts: NotificationText,
+        settings: OutboxConfig,
+        clock: Callable[[], datetime],
+        consumer: str = "worker",
+        claim_idle_ms: int = STALE_CLAIM_MS,
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._tickets = tickets
+        self._audiences = audiences
+        self._texts = texts
+        self._settings = settings
+        self._clock = clock
+        self._consumer = consumer
+        self._claim_idle_ms = claim_idle_ms
+        self._deliverers: dict[str, Deliverer] = {}
+        self._rate = RateWindow(redis, clock)
+        self._claim_due = redis.register_script(_CLAIM_DUE)
+        self._group_ready = False
+        self._opened = asyncio.Event()
+        self._periodic: list[Callable[[], Awaitable[None]]] = []
+
+    @property
+    def rate(self) -> RateWindow:
+        return self._rate
+
+    def register(self, channel: str, deliverer: Deliverer) -> None:
+        """Channels: wechat_mp, wecom_card (workers), wecom_text, robot, sms."""
+        self._deliverers[channel] = deliverer
+
+    def every_run(self, job: Callable[[], Awaitable[None]]) -> None:
+        """A job run in each round before the queues are flushed (the daily digest)."""
+        self._periodic.append(job)
+
+    def open(self) -> None:
+        """Every channel has registered (the app has started): `run_forever` may begin."""
+        self._opened.set()
+
+    # ---- the loop
+
+    async def run_forever(self, interval: float) -> None:
+        await self._opened.wait()
+        while True:
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("outbox_loop_failed")
+            await asyncio.sleep(interval)
+
+    async def run_once(self) -> int:
+        """Deliver what the stream and the retry set hold now; returns how many deliveries ran."""
+        done = 0
+        if await self._ensure_group():
+            # entries another consumer claimed and never acknowledged (it died): take them over
+            _, stale, _ = await self._redis.xautoclaim(
+                self._keys.outbox(), GROUP, self._consumer, min_idle_time=self._claim_idle_ms, count=BATCH
+            )
+            done += await self._entries(stale)
+            while True:
+                read = await self._redis.xreadgroup(GROUP, self._consumer, {self._keys.outbox(): ">"}, count=BATCH)
+                entries = read[0][1] if read else []
+                done += await self._entries(entries)
+                if len(entries) < BATCH:
+                    break
+        due = await self._claim_due(keys=[self._keys.outbox_retry()], args=[self._clock().timestamp(), BATCH])
+        for raw in due:
+            await self._deliver(Delivery.from_json(raw))
+            done += 1
+        for job in self._periodic:
+            await job()
+        for deliverer in self._deliverers.values():
+            if isinstance(deliverer, Flushing):
+                await deliverer.flush()
+        return done
+
+    async def _ensure_group(self) -> bool:
+        """False while no ticket ever wrote to the outbox (an idle worker writes nothing)."""
+        if self._group_ready:
+            return True
+        if not await self._redis.exists(self._keys.outbox()):
+            return False
+        try:
+            await self._redis.xgroup_create(self._keys.outbox(), GROUP, id="0")
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+        return True
+
+    async def _entries(self, entries: Sequence[tuple[str, Mapping[str, str]]]) -> int:
+        count = 0
+        for entry_id, fields in entries:
+            if fields:  # a trimmed entry comes back empty
+                for delivery in await self._expand(entry_id, fields):
+                    await self._deliver(delivery)
+                    count += 1
+            await self._redis.xack(self._keys.outbox(), GROUP, entry_id)
+        return count
+
+    async def _expand(self, entry_id: str, fields: Mapping[str, str]) -> list[Delivery]:
+        number, template, audience = fields.get("ticket", ""), fields.get("template", ""), fields.get("audience", "")
+        ticket = await self._tickets.store.get(number)
+        if ticket is None:
+            log_event(log, "outbox_ticket_missing", logging.WARNING, ticket=number, entry=entry_id)
+            return []
+        targets = self._audiences.resolve(ticket, audience)
+        if not targets:
+            await self._record(number, DeliveryStatus(
+                id=f"{entry_id}/{audience}", template=template, audience=audience, channel="", recipient="",
+                status="no_channel", at=self._clock().isoformat(),
+            ))
+            return []
+        return [
+            Delivery(
+                id=f"{entry_id}/{channel}/{short_hash(recipient)}", entry=entry_id, ticket=number,
+                template=template, audience=audience, channel=channel, recipient=recipient,
+                rule=fields.get("rule", ""),
+            )
+            for channel, recipient in targets
+        ]
+
+    # ---- one delivery
+
+    async def _deliver(self, d: Delivery) -> None:
+        deliverer = self._deliverers.get(d.channel)
+        if deliverer is None:
+            await self._status(d, "no_channel")
+            return
+        wait = await self._rate.take(self._keys.outbox_rate(d.channel, "*"), deliverer.per_minute, d.id)
+        if wait > 0:  # the channel's minute is full: same attempt, later
+            await self._later(d, wait)
+            await self._status(d, "retrying", "rate limit")
+            return
+        sent_key = self._keys.outbox_delivered(d.id)
+        if not await self._redis.set(sent_key, "sending", nx=True, ex=self._settings.idempotency_window_seconds):
+            log_event(log, "outbox_already_delivered", ticket=d.ticket, delivery=d.id)
+            return
+        ticket = await self._tickets.store.get(d.ticket)
+        if ticket is None:
+            await self._redis.delete(sent_key)
+            return
+        view = self._tickets.view(ticket)
+        message = Outgoing(
+            ticket=d.ticket, template=d.template, audience=d.audience, delivery_id=d.id,
+            text=self._texts.render(d.template, d.channel, view), status_name=view.status_name,
+        )
+        try:
+            outcome = await deliverer.deliver(d.recipient, message)
+        except MaybeDelivered as exc:
+            await self._status(d, "uncertain", str(exc))
+            return
+        except Undeliverable as exc:
+            await self._redis.delete(sent_key)
+            await self._bury(d, str(exc))
+            return
+        except Exception as exc:  # RetryLater and the unexpected: surely not delivered
+            await self._redis.delete(sent_key)
+            await self._retry(d, f"{type(exc).__name__}: {exc}")
+            return
+        await self._redis.set(sent_key, outcome, ex=self._settings.idempotency_window_seconds)
+        await self._status(d, outcome)
+        log_event(log, "notification_delivered", ticket=d.ticket, channel=d.channel, template=d.template,
+                  outcome=outcome)
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds before try `attempt + 1` (attempt counts from 1)."""
+        return min(self._settings.backoff_max_seconds, self._settings.backoff_base_seconds * 2 ** (attempt - 1))
+
+    async def _retry(self, d: Delivery, error: str) -> None:
+        failed = replace(d, attempt=d.attempt + 1)
+        if failed.attempt >= self._settings.max_attempts:
+            await self._bury(failed, error)
+            return
+        await self._later(failed, self.backoff(failed.attempt))
+        await self._status(failed, "retrying", error)
+        log_event(log, "notification_retry", logging.WARNING, ticket=d.ticket, channel=d.channel,
+                  attempt=failed.attempt, error=error)
+
+    async def _later(self, d: Delivery, seconds: float) -> None:
+        await self._redis.zadd(self._keys.outbox_retry(), {d.to_json(): self._clock().timestamp() + seconds})
+
+    async def _bury(self, d: Delivery, error: str) -> None:
+        dead = {"delivery": json.loads(d.to_json()), "error": error, "at": self._clock().isoformat()}
+        await self._redis.hset(self._keys.outbox_dead(), d.id, json.dumps(dead, ensure_ascii=False))
+        await self._status(d, "dead", error)
+        log_event(log, "notification_dead", logging.ERROR, ticket=d.ticket, channel=d.channel, error=error)
+
+    async def _status(self, d: Delivery, status: str, error: str = "") -> None:
+        await self._record(d.ticket, DeliveryStatus(
+            id=d.id, template=d.template, audience=d.audience, channel=d.channel,
+            recipient=mask_recipient(d.channel, d.recipient), status=status, at=self._clock().isoformat(),
+            attempt=d.attempt, error=error[:300],
+        ))
+
+    async def _record(self, number: str, status: DeliveryStatus) -> None:
+        await self._redis.hset(
+            self._keys.ticket_deliveries(number), status.id, json.dumps(asdict(status), ensure_ascii=False)
+        )
+
+    async def mark(self, number: str, delivery_id: str, status: str) -> None:
+        """A queued delivery changed state later (a robot flushed its queue)."""
+        raw = await self._redis.hget(self._keys.ticket_deliveries(number), delivery_id)
+        if raw:
+            current = DeliveryStatus(**json.loads(raw))
+            await self._record(number, replace(current, status=status, at=self._clock().isoformat()))
+
+
+# ---- what admins and the ticket page read
+
+
+async def deliveries(redis: Redis, keys: Keys, number: str) -> list[DeliveryStatus]:
+    """A ticket's deliveries, oldest first (stream ids sort by time)."""
+    raw = await redis.hgetall(keys.ticket_deliveries(number))
+    return sorted((DeliveryStatus(**json.loads(v)) for v in raw.values()), key=lambda s: s.id)
+
+
+async def dead_letters(redis: Redis, keys: Keys) -> list[DeadLetter]:
+    out = []
+    for raw in (await redis.hgetall(keys.outbox_dead())).values():
+        data = json.loads(raw)
+        out.append(DeadLetter(Delivery(**data["delivery"]), data["error"], data["at"]))
+    return sorted(out, key=lambda d: d.at)
+
+
+async def retry_dead(redis: Redis, keys: Keys, delivery_id: str, now: datetime) -> bool:
+    """Put a dead delivery back in the retry set, due now, with its attempts counted afresh."""
+    raw = await redis.hget(keys.outbox_dead(), delivery_id)
+    if raw is None:
+        return False
+    delivery = replace(Delivery(**json.loads(raw)["delivery"]), attempt=0)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.zadd(keys.outbox_retry(), {delivery.to_json(): now.timestamp()})
+        pipe.hdel(keys.outbox_dead(), delivery_id)
+        pipe.delete(keys.outbox_delivered(delivery_id))
+        await pipe.execute()
+    return True
+
+
+def build_outbox(
+    redis: Redis,
+    keys: Keys,
+    tickets: TicketService,
+    directory: GridDirectory | None,
+    replies: Replies,
+    outbox: OutboxConfig,
+    wecom: WecomConfig,
+    clock: Callable[[], datetime],
+) -> Outbox:
+    return Outbox(
+        redis, keys, tickets, Audiences(tickets, directory, wecom), NotificationText(replies), outbox, clock,
+        consumer=f"{socket.gethostname()}-{os.getpid()}",  # its own pending list, taken over if it dies
+    )
+
+
+OUTBOX = web.AppKey("outbox", Outbox)
+
+__all__ = [
+    "OUTBOX",
+    "Deliverer",
+    "Delivery",
+    "DeliveryStatus",
+    "Flushing",
+    "MaybeDelivered",
+    "Outbox",
+    "Outgoing",
+    "RetryLater",
+    "Undeliverable",
+]

@@ -1,0 +1,624 @@
+"""WeChat and WeCom wiring: the channels at /wechat/mp and /wechat/work, the Redis-backed parts
+the adapters need, the outbox's WeChat deliverers, the workers' task pages and the daily digest.
+
+- `RedisDeduplicator`: callback retries (`wechat-seen:`, apart from the dispatcher's `seen:`).
+- `RedisTokenStore`: access tokens with one refresher per token under a Redis lock.
+- `CustomerServiceWindow`: 5 customer-service messages per follower within 48 h of their last
+  message; beyond it status changes go as template messages (`wechat.status_template_id`).
+- Deliverers: `wechat_mp` (residents), `wecom_card` (workers: a text card linking the signed task
+  page), `wecom_text` (dispatchers, WeCom residents), `robot` (grid groups: 20 a minute, queued
+  and merged, never dropped).
+
+With no credentials the service still starts: the WeChat routes then answer 503 saying which
+environment variables are missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from redis.asyncio import Redis
+from redis.exceptions import LockError
+
+from bot.app import SERVICES, Services
+from bot.keys import Keys
+from bot.logs import log_event
+from bot.outbox import OUTBOX, MaybeDelivered, Outbox, Outgoing, RateWindow, RetryLater, Undeliverable, short_hash
+from bot.worker_tasks import TaskLinks, TaskPages, WorkerDesk
+from integrations.base import IncomingMessage, MessageHandler, Reply
+from integrations.wechat import (
+    AccessTokenRejected,
+    ApiUnavailable,
+    CustomerServiceRefused,
+    MpApiConfig,
+    MpCallbackConfig,
+    RateLimited,
+    RecipientRefused,
+    WeChatApiError,
+    WeChatMpApi,
+    WeChatMpChannel,
+    WecomApi,
+    WecomApiConfig,
+    WecomCallbackConfig,
+    WecomChannel,
+    WecomRobot,
+)
+from integrations.wechat.callback import split_utf8
+
+log = logging.getLogger("gridbot.wechat")
+
+DEDUP_SECONDS = 3600  # WeChat's retries all come within about 15 s
+TOKEN_LOCK_LEASE_SECONDS = 120  # longer than a fetch with all its retries (~45 s)
+CS_LIMIT = 5
+CS_WINDOW_SECONDS = 48 * 3600
+EVENT_CS_LIMIT = 3  # after a menu click, a follow or a QR scan
+EVENT_CS_WINDOW_SECONDS = 60
+EVENT_KINDS = frozenset({"click", "subscribe", "scan"})
+MESSAGE_KINDS = frozenset({"text", "image", "voice", "location"})
+ROBOT_BATCH = 50
+ROBOT_TEXT_MAX_BYTES = 2048
+FLUSH_LEASE_SECONDS = 120  # longer than a robot send with its retries
+CARD_TITLE_MAX_BYTES = 128  # WeCom text cards
+CARD_DESCRIPTION_MAX_BYTES = 512
+
+
+class RedisDeduplicator:
+    def __init__(self, redis: Redis, keys: Keys, ttl_seconds: int = DEDUP_SECONDS) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._ttl = ttl_seconds
+
+    async def first_time(self, key: str) -> bool:
+        return bool(await self._redis.set(self._keys.wechat_callback_seen(key), "1", nx=True, ex=self._ttl))
+
+
+class RedisTokenStore:
+    """Access tokens shared by every process; `lock` is a Redis lock with a lease."""
+
+    def __init__(self, redis: Redis, keys: Keys, lease_seconds: int = TOKEN_LOCK_LEASE_SECONDS) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._lease = lease_seconds
+
+    async def get(self, name: str) -> str | None:
+        value = await self._redis.get(self._keys.wechat_token(name))
+        return str(value) if value else None
+
+    async def set(self, name: str, token: str, ttl_seconds: int) -> None:
+        await self._redis.set(self._keys.wechat_token(name), token, ex=ttl_seconds)
+
+    def lock(self, name: str) -> AbstractAsyncContextManager[object]:
+        return self._redis.lock(
+            self._keys.wechat_token_lock(name), timeout=self._lease, blocking_timeout=self._lease, sleep=0.02
+        )
+
+
+# KEYS[1] the window; ARGV[1] the limit. 1 = a message may go (counted); 0 = window closed or used up.
+_TAKE = """
+local n = redis.call("GET", KEYS[1])
+if not n or tonumber(n) >= tonumber(ARGV[1]) then return 0 end
+redis.call("INCR", KEYS[1])
+return 1
+"""
+
+
+# KEYS[1] the window; ARGV: limit, messages an event allows, its seconds.
+_EVENT_WINDOW = """
+local n = redis.call("GET", KEYS[1])
+local left = n and (tonumber(ARGV[1]) - tonumber(n)) or 0
+if left < tonumber(ARGV[2]) then
+  redis.call("SET", KEYS[1], tonumber(ARGV[1]) - tonumber(ARGV[2]), "EX", tonumber(ARGV[3]))
+end
+"""
+
+
+class CustomerServiceWindow:
+    """Customer-service messages left per follower: opened by each of their messages."""
+
+    def __init__(self, redis: Redis, keys: Keys, limit: int = CS_LIMIT, seconds: int = CS_WINDOW_SECONDS) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._limit = limit
+        self._seconds = seconds
+        self._take = redis.register_script(_TAKE)
+        self._event = redis.register_script(_EVENT_WINDOW)
+
+    async def opened(self, openid: str) -> None:
+        """The follower sent a message: 5 messages within 48 h from now."""
+        await self._redis.set(self._keys.wechat_cs_window(openid), 0, ex=self._seconds)
+
+    async def opened_by_event(self, openid: str) -> None:
+        """A menu click, a follow or a QR scan: 3 messages within a minute, unless the window
+        their last message opened has more left."""
+        await self._event(keys=[self._keys.wechat_cs_window(openid)],
+                          args=[self._limit, EVENT_CS_LIMIT, EVENT_CS_WINDOW_SECONDS])
+
+    async def take(self, openid: str) -> bool:
+        return bool(await self._take(keys=[self._keys.wechat_cs_window(openid)], args=[self._limit]))
+
+    async def close(self, openid: str) -> None:
+        """WeChat refused (45015 / 45047): our count was wrong; nothing more until they write."""
+        await self._redis.set(self._keys.wechat_cs_window(openid), self._limit, keepttl=True, xx=True)
+
+
+def _translate(exc: Exception) -> Exception:
+    """An API error as the outbox's retry / dead-letter / uncertain decision."""
+    if isinstance(exc, ApiUnavailable):
+        return MaybeDelivered(str(exc)) if exc.maybe_delivered else RetryLater(str(exc))
+    if isinstance(exc, (RateLimited, CustomerServiceRefused, AccessTokenRejected)):
+        return RetryLater(str(exc))
+    if isinstance(exc, (RecipientRefused, WeChatApiError)):
+        return Undeliverable(str(exc))
+    return exc
+
+
+class MpMessenger:
+    """A message to a follower: customer-service text while the window allows, else a template."""
+
+    def __init__(self, api: WeChatMpApi, window: CustomerServiceWindow, template_id: str) -> None:
+        self._api = api
+        self._window = window
+        self._template_id = template_id
+
+    async def send(self, openid: str, text: str, number: str = "", status: str = "") -> str:
+        """→ "custom" or "template"; raises the API's errors, or Undeliverable without a template."""
+        if await self._window.take(openid):
+            try:
+                await self._api.send_custom_text(openid, text)
+                return "custom"
+            except CustomerServiceRefused:
+                await self._window.close(openid)
+        if not self._template_id:
+            raise Undeliverable("customer-service window closed and no wechat.status_template_id configured")
+        title, _, rest = text.partition("\n")
+        data = {"first": title, "keyword1": number or "—", "keyword2": status or "—", "remark": rest[:180]}
+        await self._api.send_template(openid, self._template_id, data)
+        return "template"
+
+
+class MpSender:
+    """The official account's late replies (`AsyncSender`)."""
+
+    def __init__(self, messenger: MpMessenger) -> None:
+        self._messenger = messenger
+
+    async def send(self, reply: Reply) -> None:
+        try:
+            await self._messenger.send(reply.recipient_id, reply.text, status="回复")
+        except (WeChatApiError, ApiUnavailable, Undeliverable) as exc:
+            log_event(log, "wechat_reply_not_sent", logging.WARNING, user=reply.recipient_id, error=str(exc))
+
+
+class MpDeliverer:
+    per_minute = 0  # the customer-service window is the limit
+
+    def __init__(self, messenger: MpMessenger) -> None:
+        self._messenger = messenger
+
+    async def deliver(self, recipient: str, message: Outgoing) -> str:
+        try:
+            kind = await self._messenger.send(recipient, message.text, message.ticket, message.status_name)
+        except (WeChatApiError, ApiUnavailable) as exc:
+            raise _translate(exc) from exc
+        return "sent" if kind == "custom" else "sent_template"
+
+
+class WecomCardDeliverer:
+    """A worker's task card: title, the ticket's lines, a signed link to the task page."""
+
+    def __init__(self, api: WecomApi, links: TaskLinks, redis: Redis, keys: Keys, per_minute: int) -> None:
+        self._api = api
+        self._links = links
+        self._redis = redis
+        self._keys = keys
+        self.per_minute = per_minute
+
+    async def deliver(self, recipient: str, message: Outgoing) -> str:
+        title = split_utf8(message.title, CARD_TITLE_MAX_BYTES)[0]
+        description = split_utf8(message.body, CARD_DESCRIPTION_MAX_BYTES)[0]
+        try:
+            result = await self._api.send_textcard(
+                [recipient], title, description, self._links.url(message.ticket, recipient), "处理工单"
+            )
+        except (WeChatApiError, ApiUnavailable) as exc:
+            raise _translate(exc) from exc
+        if recipient in result.invalid_users:
+            raise Undeliverable(f"WeCom does not know user {recipient}")
+        # a bare command (接单) from this worker now means this ticket
+        await self._redis.set(self._keys.worker_current(recipient), message.ticket, ex=30 * 86400)
+        return "sent"
+
+
+class WecomTextDeliverer:
+    def __init__(self, api: WecomApi, per_minute: int) -> None:
+        self._api = api
+        self.per_minute = per_minute
+
+    async def deliver(self, recipient: str, message: Outgoing) -> str:
+        try:
+            result = await self._api.send_text([recipient], message.text)
+        except (WeChatApiError, ApiUnavailable) as exc:
+            raise _translate(exc) from exc
+        if recipient in result.invalid_users:
+            raise Undeliverable(f"WeCom does not know user {recipient}")
+        return "sent"
+
+
+# KEYS[1] the queue, KEYS[2] the index; ARGV[1] the robot id: forget an emptied queue.
+_FORGET_EMPTY = """
+if redis.call("LLEN", KEYS[1]) == 0 then redis.call("HDEL", KEYS[2], ARGV[1]) end
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedText:
+    text: str
+    ticket: str = ""
+    delivery_id: str = ""
+
+
+class RobotQueue:
+    """Group robots: every message is queued; `flush` sends within each robot's minute, merging
+    what waits into as few messages as fit 2,048 bytes. Nothing is dropped: a refused send stays
+    queued for the next run. (A crash between a send and trimming the queue repeats that one
+    group message: the group robot API has no idempotency key.)"""
+
+    per_minute = 0  # limited per robot in flush, not per channel
+
+    def __init__(
+        self, robot: WecomRobot, redis: Redis, keys: Keys, rate: RateWindow, outbox: Outbox, per_minute: int
+    ) -> None:
+        self._robot = robot
+        self._redis = redis
+        self._keys = keys
+        self._rate = rate
+        self._outbox = outbox
+        self._robot_per_minute = per_minute
+        self._forget = redis.register_script(_FORGET_EMPTY)
+
+    async def enqueue(self, robot_key: str, item: QueuedText) -> None:
+        rid = short_hash(robot_key)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(self._keys.robot_queue(rid), json.dumps(asdict(item), ensure_ascii=False))
+            pipe.hset(self._keys.robot_queues(), rid, robot_key)
+            await pipe.execute()
+
+    async def deliver(self, recipient: str, message: Outgoing) -> str:
+        await self.enqueue(recipient, QueuedText(message.text, message.ticket, message.delivery_id))
+        return "queued"
+
+    async def flush(self) -> None:
+        for rid, robot_key in (await self._redis.hgetall(self._keys.robot_queues())).items():
+            # two processes flushing one queue would both send and both trim: one at a time
+            lock = self._redis.lock(self._keys.robot_flush_lock(rid), timeout=FLUSH_LEASE_SECONDS, blocking=False)
+            if not await lock.acquire():
+                continue
+            try:
+                await self._flush_one(rid, robot_key)
+            finally:
+                try:
+                    await lock.release()
+                except LockError:  # the lease ran out mid-flush: nothing left to release
+                    log_event(log, "robot_flush_lease_expired", logging.WARNING, robot=rid)
+
+    async def _flush_one(self, rid: str, robot_key: str) -> None:
+        queue = self._keys.robot_queue(rid)
+        while True:
+            items = [QueuedText(**json.loads(raw)) for raw in await self._redis.lrange(queue, 0, ROBOT_BATCH - 1)]
+            if not items:
+                await self._forget(keys=[queue, self._keys.robot_queues()], args=[rid])
+                return
+            text, taken = merge_texts([i.text for i in items])
+            wait = await self._rate.take(self._keys.outbox_rate("robot", rid), self._robot_per_minute, rid)
+            if wait > 0:
+                return  # the robot's minute is full: the queue waits (and grows, and merges)
+            try:
+                await self._robot.send_text(robot_key, text)
+            except (WeChatApiError, ApiUnavailable) as exc:
+                log_event(log, "robot_send_failed", logging.WARNING, robot=rid, error=str(exc), waiting=len(items))
+                return
+            await self._redis.ltrim(queue, taken, -1)
+            for item in items[:taken]:
+                if item.delivery_id:
+                    await self._outbox.mark(item.ticket, item.delivery_id, "sent")
+
+
+def merge_texts(texts: list[str], limit: int = ROBOT_TEXT_MAX_BYTES) -> tuple[str, int]:
+    """(one message, how many texts it holds): as many as fit `limit` bytes, at least one (cut)."""
+    first = split_utf8(texts[0], limit)[0]
+    merged, taken = first, 1
+    for text in texts[1:]:
+        candidate = f"{merged}\n——————\n{text}"
+        if len(candidate.encode()) > limit:
+            break
+        merged, taken = candidate, taken + 1
+    return merged, taken
+
+
+class OverdueDigest:
+    """Once a day (after `hour`, one process), each grid robot gets its overdue open tickets:
+    numbers, categories and days overdue only — nothing personal in a group."""
+
+    MAX_LINES = 30
+
+    def __init__(self, services: Services, robots: RobotQueue, hour: int) -> None:
+        self._s = services
+        self._robots = robots
+        self._hour = hour
+        self._day_done = ""  # this process already looked today
+
+    async def __call__(self) -> None:
+        now = self._s.clock()
+        day = now.strftime("%Y%m%d")
+        if self._hour < 0 or now.hour < self._hour or self._day_done == day:
+            return
+        self._day_done = day
+        digests = await self.digests(now)
+        # one process per day sends them
+        if digests and await self._s.redis.set(self._s.keys.digest_sent(day), "1", nx=True, ex=3 * 86400):
+            for robot_key, text in digests:
+                await self._robots.enqueue(robot_key, QueuedText(text))
+
+    async def digests(self, now: datetime) -> list[tuple[str, str]]:
+        """(robot key, text) for every grid with a robot and overdue open tickets."""
+        if self._s.directory is None:
+            return []
+        flow = self._s.tickets.flow
+        numbers: set[str] = set()
+        for status in flow.statuses:
+            if not flow.is_final(status):
+                numbers |= await self._s.tickets.store.numbers_by_status(status)
+        overdue = [t for t in await self._s.tickets.store.get_many(sorted(numbers)) if t.flow.deadline < now]
+        out = []
+        for grid in self._s.directory.grids:
+            mine = sorted((t for t in overdue if t.grid_code == grid.code), key=lambda t: t.number)
+            if not grid.robot_key or not mine:
+                continue
+            lines = [f"【超期工单日报】{grid.name} {now:%m月%d日}：{len(mine)} 件超期未办结"]
+            for t in mine[: self.MAX_LINES]:
+                view = self._s.tickets.view(t)
+                days = (now - t.flow.deadline).days
+                lines.append(f"{t.number}（{view.category_name}·{view.colour_name}，{view.status_name}，超期{days}天）")
+            if len(mine) > self.MAX_LINES:
+                lines.append(f"……等共 {len(mine)} 件")
+            out.append((grid.robot_key, "\n".join(lines)))
+        return out
+
+
+class WecomSender:
+    """The WeCom app's late replies (`AsyncSender`): private ones to the user; a group notice to
+    the group's robot when the group is a grid's work group (its id is the grid code)."""
+
+    def __init__(self, api: WecomApi | None, robots: RobotQueue, services: Services) -> None:
+        self._api = api
+        self._robots = robots
+        self._s = services
+
+    async def send(self, reply: Reply) -> None:
+        grid = self._s.directory.grid(reply.recipient_id) if self._s.directory is not None else None
+        if grid is not None and not reply.private:
+            if grid.robot_key:
+                await self._robots.enqueue(grid.robot_key, QueuedText(reply.text))
+            return
+        if self._api is None:
+            log_event(log, "wecom_reply_not_sent", logging.WARNING, user=reply.recipient_id, reason="no WeCom app")
+            return
+        try:
+            await self._api.send_text([reply.recipient_id], reply.text)
+        except (WeChatApiError, ApiUnavailable) as exc:
+            log_event(log, "wecom_reply_not_sent", logging.WARNING, user=reply.recipient_id, error=str(exc))
+
+
+@dataclass
+class WechatWiring:
+    """What the routes delegate to; None (with the reason) when not configured."""
+
+    mp: WeChatMpChannel | None = None
+    mp_missing: str = ""
+    work: WecomChannel | None = None
+    work_missing: str = ""
+    tasks: TaskPages | None = None
+    desk: WorkerDesk | None = None
+    robots: RobotQueue | None = None
+    digest: OverdueDigest | None = None
+    media: MediaKeeper | None = None
+
+
+WECHAT = web.AppKey("wechat", WechatWiring)
+
+
+def _missing(pairs: list[tuple[str, str]]) -> str:
+    return ", ".join(env for env, value in pairs if not value)
+
+
+class MediaKeeper:
+    """Residents' photos: WeChat keeps a MediaId for 3 days, so each is downloaded when it arrives
+    (in the background: the answer does not wait) to `service.media_dir/wechat_mp/`. A failed
+    download never stops the report; the reason is kept in `keys.media_failed()`."""
+
+    MAX_AT_ONCE = 8
+
+    def __init__(self, api: WeChatMpApi, folder: Path, redis: Redis, keys: Keys) -> None:
+        self._api = api
+        self._folder = folder
+        self._redis = redis
+        self._keys = keys
+        self._slots = asyncio.Semaphore(self.MAX_AT_ONCE)
+        self._running: set[asyncio.Task[None]] = set()
+
+    def keep(self, media_ids: tuple[str, ...]) -> None:
+        for media_id in media_ids:
+            task = asyncio.create_task(self._download(media_id))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    def path(self, media_id: str) -> Path:
+        return self._folder / re.sub(r"[^A-Za-z0-9_-]", "_", media_id)
+
+    async def _download(self, media_id: str) -> None:
+        async with self._slots:
+            try:
+                media = await self._api.download_media(media_id)
+            except (WeChatApiError, ApiUnavailable) as exc:
+                await self._redis.hset(self._keys.media_failed(), media_id, str(exc)[:300])
+                log_event(log, "media_download_failed", logging.WARNING, media=media_id, error=str(exc))
+                return
+            target = self.path(media_id)
+            await asyncio.to_thread(_write, target, media.data)
+            log_event(log, "media_kept", media=media_id, bytes=len(media.data), content_type=media.content_type)
+
+    async def drain(self, timeout: float) -> None:
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=timeout)
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def mp_handler(
+    services: Services, window: CustomerServiceWindow | None, media: MediaKeeper | None
+) -> MessageHandler:
+    """The dispatcher, after noting that the follower wrote (their 48-hour window opens); photos
+    are fetched while WeChat still has them."""
+
+    async def handle(msg: IncomingMessage) -> list[Reply]:
+        if window is not None and msg.kind in MESSAGE_KINDS:
+            await window.opened(msg.user_id)
+        elif window is not None and msg.kind in EVENT_KINDS:
+            await window.opened_by_event(msg.user_id)
+        if media is not None and msg.kind == "image":
+            media.keep(msg.media_ids)
+        return await services.dispatcher.handle(msg)
+
+    return handle
+
+
+async def _wire(app: web.Application) -> AsyncIterator[None]:
+    services: Services = app[SERVICES]
+    outbox = app[OUTBOX]
+    config = services.config
+    wiring = app[WECHAT]
+    session = aiohttp.ClientSession()
+    tokens = RedisTokenStore(services.redis, services.keys)
+    dedup = RedisDeduplicator(services.redis, services.keys)
+    links = TaskLinks(config.service.link_secret, config.service.public_url, config.service.task_link_ttl_seconds,
+                      services.clock)
+    desk = WorkerDesk(services.redis, services.keys, services.tickets, services.directory, services.replies,
+                      services.dispatcher, services.clock, config.wecom.bot_name)
+    wiring.desk = desk
+    wiring.tasks = TaskPages(desk, links, services.tickets, services.replies, config.path(config.service.media_dir))
+    robots = RobotQueue(WecomRobot(session, config.wecom.api_base), services.redis, services.keys, outbox.rate,
+                        outbox, config.outbox.robot_per_minute)
+    wiring.robots = robots
+    outbox.register("robot", robots)
+    wiring.digest = OverdueDigest(services, robots, config.outbox.digest_hour)
+    outbox.every_run(wiring.digest)
+
+    wc = config.wechat
+    window: CustomerServiceWindow | None = None
+    messenger: MpMessenger | None = None
+    media: MediaKeeper | None = None
+    mp_api_missing = _missing([("GRIDBOT_WECHAT__APP_ID", wc.app_id), ("GRIDBOT_WECHAT__APP_SECRET", wc.app_secret)])
+    if not mp_api_missing:
+        window = CustomerServiceWindow(services.redis, services.keys)
+        api = WeChatMpApi(MpApiConfig(wc.app_id, wc.app_secret, api_base=wc.api_base), session, tokens)
+        messenger = MpMessenger(api, window, wc.status_template_id)
+        media = MediaKeeper(api, config.path(config.service.media_dir) / "wechat_mp", services.redis, services.keys)
+        wiring.media = media
+        outbox.register("wechat_mp", MpDeliverer(messenger))
+    wiring.mp_missing = _missing([("GRIDBOT_WECHAT__TOKEN", wc.token), ("GRIDBOT_WECHAT__APP_ID", wc.app_id)])
+    if not wiring.mp_missing:
+        sender = MpSender(messenger) if messenger is not None else _NoSender("official account API", mp_api_missing)
+        wiring.mp = WeChatMpChannel(
+            MpCallbackConfig(wc.token, wc.app_id, wc.encoding_aes_key, wc.max_clock_skew, wc.reply_budget_seconds),
+            mp_handler(services, window, media), dedup, sender,
+        )
+
+    ww = config.wecom
+    wecom_api: WecomApi | None = None
+    api_missing = _missing([("GRIDBOT_WECOM__CORP_ID", ww.corp_id), ("GRIDBOT_WECOM__AGENT_ID", ww.agent_id),
+                            ("GRIDBOT_WECOM__SECRET", ww.secret)])
+    if not api_missing:
+        wecom_api = WecomApi(WecomApiConfig(ww.corp_id, int(ww.agent_id), ww.secret, api_base=ww.api_base),
+                             session, tokens)
+        outbox.register("wecom_card", WecomCardDeliverer(wecom_api, links, services.redis, services.keys,
+                                                         config.outbox.wecom_per_minute))
+        outbox.register("wecom_text", WecomTextDeliverer(wecom_api, config.outbox.wecom_per_minute))
+    wiring.work_missing = _missing([("GRIDBOT_WECOM__TOKEN", ww.token),
+                                    ("GRIDBOT_WECOM__ENCODING_AES_KEY", ww.encoding_aes_key),
+                                    ("GRIDBOT_WECOM__CORP_ID", ww.corp_id)])
+    if not wiring.work_missing:
+        wiring.work = WecomChannel(
+            WecomCallbackConfig(ww.token, ww.encoding_aes_key, ww.corp_id, wc.max_clock_skew,
+                                wc.reply_budget_seconds),
+            desk.handle, dedup, WecomSender(wecom_api, robots, services),
+        )
+    log_event(log, "wechat_wired", official_account=wiring.mp is not None, wecom=wiring.work is not None,
+              wecom_api=wecom_api is not None)
+    yield
+    for channel in (wiring.mp, wiring.work):
+        if channel is not None:
+            await channel.drain(5.0)
+    if media is not None:
+        await media.drain(5.0)
+    await session.close()
+
+
+class _NoSender:
+    """Late replies when the callback is configured but the sending API is not."""
+
+    def __init__(self, what: str, missing: str) -> None:
+        self._why = f"no {what}: set {missing}"
+
+    async def send(self, reply: Reply) -> None:
+        log_event(log, "wechat_reply_not_sent", logging.WARNING, user=reply.recipient_id, reason=self._why)
+
+
+def _not_configured(what: str, missing: str) -> web.Response:
+    return web.Response(status=503, text=f"{what} is not configured: set {missing} and restart the service\n")
+
+
+async def _mp(request: web.Request) -> web.StreamResponse:
+    wiring = request.app[WECHAT]
+    if wiring.mp is None:
+        return _not_configured("the WeChat official account", wiring.mp_missing)
+    handler = wiring.mp.verify_url if request.method == "GET" else wiring.mp.receive
+    return await handler(request)
+
+
+async def _work(request: web.Request) -> web.StreamResponse:
+    wiring = request.app[WECHAT]
+    if wiring.work is None:
+        return _not_configured("the WeCom app", wiring.work_missing)
+    handler = wiring.work.verify_url if request.method == "GET" else wiring.work.receive
+    return await handler(request)
+
+
+async def _task_page(request: web.Request) -> web.StreamResponse:
+    pages = request.app[WECHAT].tasks
+    assert pages is not None  # set while the app starts
+    return await (pages.show(request) if request.method == "GET" else pages.act(request))
+
+
+def setup(app: web.Application) -> None:
+    """Mount /wechat/mp, /wechat/work and /tasks/{number}; wire them when the app starts."""
+    app[WECHAT] = WechatWiring()
+    app.router.add_route("GET", "/wechat/mp", _mp)
+    app.router.add_route("POST", "/wechat/mp", _mp)
+    app.router.add_route("GET", "/wechat/work", _work)
+    app.router.add_route("POST", "/wechat/work", _work)
+    app.router.add_route("GET", "/tasks/{number}", _task_page)
+    app.router.add_route("POST", "/tasks/{number}", _task_page)
+    app.cleanup_ctx.append(_wire)

@@ -1,0 +1,289 @@
+"""Grid workers in WeCom: reply commands, the signed mobile task page, and group @-mentions.
+
+A WeCom message comes from a worker when the sender's user id is in the grid directory. A
+worker's command (接单 / 进度 <text> / 办结 <text> / 上报 [reason] / 退回 <reason>, optionally
+with a ticket number; else the ticket of the last task card) becomes a flow event with actor
+"worker" and `by` = the user id. A worker acts only on tickets of their own grid; another
+grid's ticket reads exactly like an unknown number.
+
+The task page (`/tasks/<number>?u=&e=&s=`) is reached from the task card: the link carries the
+worker's id and an expiry, signed with HMAC-SHA256 under `service.link_secret`.
+
+In a group chat the bot answers only when @-mentioned; the report then continues in a private
+chat (the replies are marked private) and the group only hears that it did — never a phone
+number, an address or what was reported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+
+import jinja2
+from aiohttp import BodyPartReader, web
+from redis.asyncio import Redis
+
+from bot.dispatcher import Dispatcher
+from bot.keys import Keys
+from bot.logs import log_event
+from bot.replies import BUILTIN_DIR, Replies
+from bot.ticketing import TicketService
+from bot.tickets import Ticket, TicketNotFound
+from flows import Event, Grid, GridDirectory, TransitionRefused, Worker
+from integrations.base import IncomingMessage, Reply
+from integrations.wechat import WorkerCommand, parse_worker_command
+
+log = logging.getLogger("gridbot.workers")
+
+PHOTO_TTL_SECONDS = 86400
+CURRENT_TTL_SECONDS = 30 * 86400
+MAX_PHOTO_BYTES = 5 * 1024 * 1024
+VERB_NAMES = {"accept": "接单", "progress": "报告进展", "resolve": "办结", "escalate": "上报", "return": "退回"}
+PAGE_ACTIONS = tuple(VERB_NAMES)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskLinks:
+    """Signed, expiring links to a worker's task page."""
+
+    secret: str
+    public_url: str
+    ttl_seconds: int
+    clock: Callable[[], datetime]
+
+    def _sign(self, number: str, user_id: str, expires: int) -> str:
+        message = f"{number}|{user_id}|{expires}".encode()
+        return hmac.new(self.secret.encode(), message, hashlib.sha256).hexdigest()[:32]
+
+    def url(self, number: str, user_id: str) -> str:
+        base = f"{self.public_url.rstrip('/')}/tasks/{number}"
+        if not self.secret:
+            return base  # the page refuses it: configure GRIDBOT_SERVICE__LINK_SECRET
+        expires = int(self.clock().timestamp()) + self.ttl_seconds
+        return f"{base}?u={user_id}&e={expires}&s={self._sign(number, user_id, expires)}"
+
+    def verify(self, number: str, user_id: str, expires: str, signature: str) -> bool:
+        if not self.secret or not user_id or not expires.isdigit():
+            return False
+        expected = self._sign(number, user_id, int(expires))
+        return hmac.compare_digest(expected, signature) and int(expires) > self.clock().timestamp()
+
+
+class WorkerDesk:
+    """The WeCom app's message handler: workers' commands, everyone else to the dispatcher."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        tickets: TicketService,
+        directory: GridDirectory | None,
+        replies: Replies,
+        dispatcher: Dispatcher,
+        clock: Callable[[], datetime],
+        bot_name: str,
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._tickets = tickets
+        self._directory = directory
+        self._replies = replies
+        self._dispatcher = dispatcher
+        self._clock = clock
+        self._mention = re.compile(rf"@{re.escape(bot_name)}\s*") if bot_name else None
+
+    async def handle(self, msg: IncomingMessage) -> list[Reply]:
+        if msg.in_group:
+            return await self._group(msg)
+        found = self._directory.worker(msg.user_id) if self._directory is not None else None
+        if found is None:  # a resident writing to the WeCom app (a customer group member)
+            return await self._dispatcher.handle(msg)
+        worker, grid = found
+        if msg.kind == "image":
+            await self.keep_photos(worker, msg.media_ids)
+            return [self._say(msg, "photo_received", count=len(msg.media_ids))]
+        if msg.kind != "text":
+            return []
+        command = parse_worker_command(msg.text)
+        if command is None:
+            return [self._say(msg, "help", name=worker.name)]
+        if command.missing_argument:
+            return [self._say(msg, "missing_argument", verb=VERB_NAMES[command.verb])]
+        number = command.ticket_number or await self._redis.get(self._keys.worker_current(worker.wecom_user_id))
+        if not number:
+            return [self._say(msg, "which_ticket")]
+        template, context = await self.act(worker, grid, number, command)
+        return [self._say(msg, template, **context)]
+
+    async def act(
+        self, worker: Worker, grid: Grid, number: str, command: WorkerCommand
+    ) -> tuple[str, dict[str, object]]:
+        """(reply template, its context) after applying the command to a ticket of the worker's grid."""
+        ticket = await self._tickets.store.get(number)
+        if ticket is None or ticket.grid_code != grid.code:
+            log_event(log, "worker_refused_ticket", worker=worker.wecom_user_id, ticket=number)
+            return "not_found", {"number": number}
+        data: list[tuple[str, str]] = []
+        note = command.argument
+        if command.verb == "resolve":
+            photos = await self._take_photos(worker)
+            if photos:
+                data.append(("photos", ",".join(photos)))
+                note = f"{note}（附照片{len(photos)}张）"
+        if note:
+            data.append(("note", note))
+        if command.verb == "return" and command.argument:
+            data.append(("reason", command.argument))
+        event = Event(kind=command.verb, actor="worker", at=self._clock(), data=tuple(data), by=worker.wecom_user_id)
+        try:
+            moved = await self._tickets.act(number, event)
+        except TransitionRefused as exc:
+            return "refused", {"number": number, "reason": exc.reason}
+        except TicketNotFound:
+            return "not_found", {"number": number}
+        await self._redis.set(self._keys.worker_current(worker.wecom_user_id), number, ex=CURRENT_TTL_SECONDS)
+        log_event(log, "worker_acted", worker=worker.wecom_user_id, ticket=number, verb=command.verb)
+        return "done", {"verb": VERB_NAMES[command.verb], "t": self._tickets.view(moved)}
+
+    async def own_ticket(self, user_id: str, number: str) -> tuple[Worker, Grid, Ticket] | None:
+        """The worker and the ticket, if the ticket belongs to the worker's grid."""
+        found = self._directory.worker(user_id) if self._directory is not None else None
+        ticket = await self._tickets.store.get(number)
+        if found is None or ticket is None or ticket.grid_code != found[1].code:
+            return None
+        return found[0], found[1], ticket
+
+    async def keep_photos(self, worker: Worker, media_ids: tuple[str, ...]) -> None:
+        key = self._keys.worker_photos(worker.wecom_user_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(key, *media_ids)
+            pipe.expire(key, PHOTO_TTL_SECONDS)
+            await pipe.execute()
+
+    async def _take_photos(self, worker: Worker) -> list[str]:
+        key = self._keys.worker_photos(worker.wecom_user_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.lrange(key, 0, -1)
+            pipe.delete(key)
+            photos, _ = await pipe.execute()
+        return list(photos)
+
+    async def _group(self, msg: IncomingMessage) -> list[Reply]:
+        """@-mentioned in a group: the report goes on in private; the group hears only that."""
+        if self._mention is None or msg.kind != "text" or not self._mention.search(msg.text):
+            return []
+        private = replace(msg, in_group=False, group_id=None, text=self._mention.sub("", msg.text).strip())
+        answers = await self._dispatcher.handle(private)
+        notice = Reply(
+            recipient_id=msg.group_id or msg.user_id,
+            text=self._replies.render("moved_to_private", channel="worker"),
+            private=False,
+        )
+        return [notice, *(replace(r, private=True) for r in answers)]
+
+    def _say(self, msg: IncomingMessage, template: str, **context: object) -> Reply:
+        return Reply(recipient_id=msg.user_id, text=self._replies.render(template, channel="worker", **context))
+
+
+class TaskPages:
+    """GET/POST /tasks/{number}: the worker's mobile task page behind a signed link."""
+
+    def __init__(
+        self, desk: WorkerDesk, links: TaskLinks, tickets: TicketService, replies: Replies, media_dir: Path
+    ) -> None:
+        self._desk = desk
+        self._links = links
+        self._tickets = tickets
+        self._replies = replies
+        self._media_dir = media_dir
+        self._env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(BUILTIN_DIR)), autoescape=True, undefined=jinja2.StrictUndefined
+        )
+        self._env.filters["cn_datetime"] = replies.env.filters["cn_datetime"]
+
+    async def _authorised(self, request: web.Request, fields: dict[str, str]) -> tuple[Worker, Grid, Ticket]:
+        number = request.match_info["number"]
+        user, expires, signature = fields.get("u", ""), fields.get("e", ""), fields.get("s", "")
+        owned = await self._desk.own_ticket(user, number) if self._links.verify(number, user, expires, signature) \
+            else None
+        if owned is None:
+            log_event(log, "task_link_refused", logging.WARNING, ticket=number, peer=request.remote or "")
+            raise web.HTTPForbidden(text=self._page("tasks/refused.html"), content_type="text/html")
+        return owned
+
+    def _page(self, name: str, **context: object) -> str:
+        return self._env.get_template(name).render(**context)
+
+    async def show(self, request: web.Request) -> web.Response:
+        worker, _, ticket = await self._authorised(request, dict(request.query))
+        return self._html(ticket, worker, dict(request.query), message="")
+
+    def _html(self, ticket: Ticket, worker: Worker, auth: dict[str, str], message: str) -> web.Response:
+        view = self._tickets.view(ticket)
+        recent = [e for e in ticket.timeline if e.text and e.kind in PAGE_ACTIONS][-5:]
+        auth = {k: auth.get(k, "") for k in ("u", "e", "s")}
+        text = self._page("tasks/page.html", t=view, worker=worker, auth=auth, message=message,
+                          actions=VERB_NAMES, recent=recent)
+        return web.Response(text=text, content_type="text/html", charset="utf-8",
+                            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+
+    async def act(self, request: web.Request) -> web.Response:
+        """The page's form: multipart (read as a stream: a photo may be larger than the service's
+        body limit), or urlencoded without a photo."""
+        if request.content_type.startswith("multipart/"):
+            fields, photo = await self._read_form(request)
+        else:
+            form = await request.post()
+            fields, photo = {k: v for k, v in form.items() if isinstance(v, str)}, None
+        worker, grid, ticket = await self._authorised(request, fields)
+        verb = fields.get("action", "")
+        if verb not in VERB_NAMES:
+            raise web.HTTPBadRequest(text="unknown action")
+        command = WorkerCommand(verb=verb, ticket_number=ticket.number,  # type: ignore[arg-type]
+                                argument=fields.get("note", "").strip()[:500])
+        if command.missing_argument:
+            message = self._replies.render("missing_argument", channel="worker", verb=VERB_NAMES[command.verb])
+        else:
+            if verb == "resolve" and photo is not None:
+                await self._desk.keep_photos(worker, (self._save_photo(ticket.number, *photo),))
+            template, context = await self._desk.act(worker, grid, ticket.number, command)
+            message = self._replies.render(template, channel="worker", **context)
+        after = await self._tickets.store.get(ticket.number) or ticket
+        return self._html(after, worker, fields, message=message)
+
+    async def _read_form(self, request: web.Request) -> tuple[dict[str, str], tuple[str, bytes] | None]:
+        reader = await request.multipart()
+        fields: dict[str, str] = {}
+        photo: tuple[str, bytes] | None = None
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader) or not part.name:
+                continue
+            if part.name == "photo":
+                data = bytearray()
+                while chunk := await part.read_chunk():
+                    data += chunk
+                    if len(data) > MAX_PHOTO_BYTES:
+                        raise web.HTTPRequestEntityTooLarge(max_size=MAX_PHOTO_BYTES, actual_size=len(data))
+                kind = part.headers.get("Content-Type", "")
+                if data:
+                    if not kind.startswith("image/"):
+                        raise web.HTTPBadRequest(text="the photo must be an image")
+                    photo = (kind, bytes(data))
+            else:
+                fields[part.name] = (await part.text())[:2000]
+        return fields, photo
+
+    def _save_photo(self, number: str, content_type: str, data: bytes) -> str:
+        folder = self._media_dir / number
+        folder.mkdir(parents=True, exist_ok=True)
+        suffix = re.sub(r"[^a-z0-9]", "", content_type.removeprefix("image/").lower())[:5] or "img"
+        name = f"{uuid.uuid4().hex}.{suffix}"
+        (folder / name).write_bytes(data)
+        return f"upload:{number}/{name}"

@@ -1,0 +1,146 @@
+"""The whole service with WeChat and WeCom configured against the fake API on loopback.
+
+Real Redis (own key prefix), the injected clock, the embedded NLU; the outbox and timer loops
+are off (interval 0) so each test runs a delivery round exactly when it means to.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from bot.app import create_app
+from bot.config import Config, load_config
+from bot.outbox import OUTBOX, Outbox
+from bot.wechat import WECHAT, WechatWiring
+from flows import GridDirectory
+from tests.conftest import TEST_REDIS_URL, Clock
+from tests.fakes.wechat_api import CallbackSigner, FakeWeChatApi, message_xml, text_xml
+
+MP_TOKEN = "mptoken123"
+MP_AES = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+WECOM_TOKEN = "wecomtoken456"
+WECOM_AES = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut"
+TEMPLATE_ID = "TPL-status-change"
+LINK_SECRET = "link-secret-for-tests"
+NUMBER = re.compile(r"WG\d{12}")
+DIRECTORY = Path(__file__).resolve().parents[2] / "flows" / "directory" / "sample.yaml"
+DEFAULT_FLOW = Path(__file__).resolve().parents[2] / "flows" / "default.yaml"
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeWeChatApi]:
+    robot_keys = tuple(g.robot_key for g in GridDirectory.load(DIRECTORY).grids if g.robot_key)
+    api = FakeWeChatApi(robot_keys=robot_keys)
+    await api.start()
+    yield api
+    await api.close()
+
+
+@pytest.fixture
+def flow_file(tmp_path: Path) -> Path:
+    """The default flow, with new tasks also announced in the grid's work group (its robot)."""
+    text = DEFAULT_FLOW.read_text(encoding="utf-8")
+    push = "      - notify: {template: notify/task_assigned, to: [assignee]}"
+    assert push in text
+    path = tmp_path / "flow.yaml"
+    path.write_text(text.replace(push, push.replace("[assignee]", "[assignee, grid_group]")), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def wechat_env(tmp_path: Path, key_prefix: str, fake: FakeWeChatApi, flow_file: Path) -> dict[str, str]:
+    return {
+        "GRIDBOT_REDIS__URL": TEST_REDIS_URL,
+        "GRIDBOT_REDIS__KEY_PREFIX": key_prefix,
+        "GRIDBOT_TEMPLATES__OVERRIDE_DIR": str(tmp_path / "templates"),
+        "GRIDBOT_FLOWS__FILE": str(flow_file),
+        "GRIDBOT_FLOWS__TIMER_INTERVAL_SECONDS": "0",
+        "GRIDBOT_OUTBOX__INTERVAL_SECONDS": "0",
+        "GRIDBOT_SERVICE__LINK_SECRET": LINK_SECRET,
+        "GRIDBOT_SERVICE__PUBLIC_URL": "https://grid.example.cn",
+        "GRIDBOT_SERVICE__MEDIA_DIR": str(tmp_path / "media"),
+        "GRIDBOT_WECHAT__TOKEN": MP_TOKEN,
+        "GRIDBOT_WECHAT__ENCODING_AES_KEY": MP_AES,
+        "GRIDBOT_WECHAT__APP_ID": fake.app_id,
+        "GRIDBOT_WECHAT__APP_SECRET": fake.app_secret,
+        "GRIDBOT_WECHAT__API_BASE": fake.base_url,
+        "GRIDBOT_WECHAT__STATUS_TEMPLATE_ID": TEMPLATE_ID,
+        "GRIDBOT_WECOM__CORP_ID": fake.corp_id,
+        "GRIDBOT_WECOM__AGENT_ID": str(fake.agent_id),
+        "GRIDBOT_WECOM__SECRET": fake.corp_secret,
+        "GRIDBOT_WECOM__TOKEN": WECOM_TOKEN,
+        "GRIDBOT_WECOM__ENCODING_AES_KEY": WECOM_AES,
+        "GRIDBOT_WECOM__API_BASE": fake.base_url,
+        "GRIDBOT_WECOM__DISPATCHER_USER_IDS": "Dispatcher01",
+    }
+
+
+@pytest.fixture
+def wechat_config(wechat_env: dict[str, str]) -> Config:
+    return load_config(env=wechat_env)
+
+
+@dataclass
+class Service:
+    client: TestClient
+    fake: FakeWeChatApi
+    clock: Clock
+    mp: CallbackSigner
+    work: CallbackSigner
+
+    @property
+    def outbox(self) -> Outbox:
+        return self.client.app[OUTBOX]
+
+    @property
+    def wiring(self) -> WechatWiring:
+        return self.client.app[WECHAT]
+
+    async def send(self, request) -> tuple[int, dict[str, str] | str]:
+        resp = await self.client.request(request.method, request.url, data=request.body)
+        body = await resp.read()
+        if resp.status == 200 and body.startswith(b"<xml>"):
+            return resp.status, self.mp.open_reply(body) if request.path == "/wechat/mp" else self.work.open_reply(body)
+        return resp.status, body.decode()
+
+    async def resident(self, openid: str, text: str, msg_id: int) -> str:
+        """One encrypted text from a follower; the passive reply's text ("" for `success`)."""
+        status, reply = await self.send(self.mp.message(text_xml(openid, text, msg_id)))
+        assert status == 200, reply
+        return reply["Content"] if isinstance(reply, dict) else ""
+
+    async def worker(self, user_id: str, text: str, msg_id: int) -> str:
+        xml = message_xml(("ToUserName", self.fake.corp_id), ("FromUserName", user_id), ("CreateTime", 1764000000),
+                          ("MsgType", "text"), ("Content", text), ("MsgId", msg_id), ("AgentID", self.fake.agent_id))
+        status, reply = await self.send(self.work.message(xml))
+        assert status == 200, reply
+        return reply["Content"] if isinstance(reply, dict) else ""
+
+    async def report(self, openid: str, first_id: int = 1000) -> str:
+        """A follower reports garbage at 金桥小区 (grid 500199001001-01) and confirms: the number."""
+        asked = await self.resident(openid, "金桥小区门口垃圾好几天没人清理了，臭得很", first_id)
+        assert "手机号" in asked, asked
+        summary = await self.resident(openid, "13812345678", first_id + 1)
+        assert "确认" in summary, summary
+        opened = await self.resident(openid, "确认", first_id + 2)
+        found = NUMBER.search(opened)
+        assert found, opened
+        return found.group(0)
+
+
+@pytest.fixture
+async def service(aiohttp_client, wechat_config: Config, clock: Clock, nlu, redis, fake: FakeWeChatApi) -> Service:
+    client = await aiohttp_client(create_app(wechat_config, clock=clock, nlu=nlu))
+    return Service(
+        client=client,
+        fake=fake,
+        clock=clock,
+        mp=CallbackSigner(MP_TOKEN, fake.app_id, MP_AES, path="/wechat/mp"),
+        work=CallbackSigner(WECOM_TOKEN, fake.corp_id, WECOM_AES, path="/wechat/work"),
+    )

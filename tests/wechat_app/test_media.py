@@ -1,0 +1,29 @@
+"""Residents' photos are downloaded while WeChat keeps them; a failed download stops nothing."""
+
+from __future__ import annotations
+
+from bot.app import SERVICES
+from tests.fakes.wechat_api import message_xml
+from tests.wechat_app.conftest import NUMBER, Service
+
+
+def image_xml(openid: str, media_id: str, msg_id: int) -> str:
+    return message_xml(("ToUserName", "gh_account"), ("FromUserName", openid), ("CreateTime", 1764000000),
+                       ("MsgType", "image"), ("PicUrl", "http://mmbiz.example/p.jpg"), ("MediaId", media_id),
+                       ("MsgId", msg_id))
+
+
+async def test_a_photo_is_kept_and_attached_and_a_failed_download_still_opens_the_ticket(service: Service):
+    service.fake.add_media("media-ok", b"\xff\xd8\xffphoto", "image/jpeg")
+    assert (await service.send(service.mp.message(image_xml("o-photo", "media-ok", 7001))))[0] == 200
+    await service.send(service.mp.message(image_xml("o-photo", "media-gone", 7002)))  # WeChat: 40007
+    await service.wiring.media.drain(5.0)
+    assert service.wiring.media.path("media-ok").read_bytes() == b"\xff\xd8\xffphoto"
+    services = service.client.app[SERVICES]
+    assert "40007" in await services.redis.hget(services.keys.media_failed(), "media-gone")
+
+    await service.resident("o-photo", "金桥小区门口垃圾好几天没人清理了，臭得很", 7003)
+    await service.resident("o-photo", "跳过", 7004)
+    number = NUMBER.search(await service.resident("o-photo", "确认", 7005)).group(0)
+    ticket = await services.tickets.store.get(number)
+    assert ticket.media_ids == ("media-ok", "media-gone")

@@ -1,0 +1,44 @@
+"""Wiring: the service starts without WeChat credentials; tokens are fetched once under a Redis lock."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from bot.keys import Keys
+from bot.wechat import RedisTokenStore
+from integrations.wechat import WeChatMpApi, WecomApi
+from tests.fakes.wechat_api import FakeWeChatApi
+
+
+async def test_without_credentials_the_service_starts_and_the_wechat_routes_say_what_is_missing(client):
+    assert (await client.get("/healthz")).status == 200
+    mp = await client.post("/wechat/mp", data=b"<xml/>")
+    assert mp.status == 503 and "GRIDBOT_WECHAT__TOKEN" in await mp.text()
+    work = await client.get("/wechat/work")
+    assert work.status == 503 and "GRIDBOT_WECOM__ENCODING_AES_KEY" in await work.text()
+    assert (await client.get("/tasks/WG202611240001?u=x&e=1&s=y")).status == 403
+
+
+async def test_concurrent_token_refresh_fetches_once_across_processes(fake: FakeWeChatApi, redis, key_prefix):
+    fake.slow_next(1, 0.2, path="/cgi-bin/token")  # the first fetch takes a while: everyone piles up
+    keys = Keys(key_prefix)
+    async with aiohttp.ClientSession() as one, aiohttp.ClientSession() as two:
+        # two "processes": separate clients and stores, sharing only Redis
+        apis = [WeChatMpApi(fake.mp_config(), s, RedisTokenStore(redis, keys)) for s in (one, two)]
+        tokens = await asyncio.gather(*(apis[i % 2].access_token() for i in range(40)))
+    assert len(set(tokens)) == 1
+    assert fake.mp_token_fetches == 1
+    assert await redis.ttl(keys.wechat_token(f"wechat_mp:{fake.app_id}")) > 6000
+
+
+async def test_a_rejected_token_is_replaced_once_for_every_waiting_caller(fake: FakeWeChatApi, redis, key_prefix):
+    keys = Keys(key_prefix)
+    async with aiohttp.ClientSession() as session:
+        api = WecomApi(fake.wecom_config(), session, RedisTokenStore(redis, keys))
+        await api.send_text(["ZhangFang00"], "第一条")
+        fake.revoke_tokens()
+        await asyncio.gather(*(api.send_text(["ZhangFang00"], f"并发 {i}") for i in range(10)))
+    assert fake.wecom_token_fetches == 2
+    assert len(fake.sent_to("wecom_app")) == 11

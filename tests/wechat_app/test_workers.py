@@ -1,0 +1,152 @@
+"""Grid workers: commands only on their own grid's tickets, the signed task page, groups."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from bot.app import SERVICES
+from bot.outbox import deliveries
+from flows import Event
+from integrations.base import IncomingMessage
+from tests.conftest import say
+from tests.wechat_app.conftest import NUMBER, Service
+
+
+async def test_a_worker_of_another_grid_is_refused_and_the_ticket_does_not_move(service: Service):
+    number = await service.report("o-other-grid")
+    answer = await service.worker("LiuYang01", f"接单 {number}", 6001)  # grid 500199001001-02
+    assert answer == f"未找到工单 {number}，或该工单不属于您所在的网格。"
+    ticket = await service.client.app[SERVICES].tickets.store.get(number)
+    assert ticket.status == "dispatched" and ticket.flow.assignee is None
+    # and exactly like a number that does not exist
+    assert (await service.worker("LiuYang01", "接单 WG202611249999", 6002)).startswith("未找到工单 WG202611249999，")
+
+
+async def test_worker_commands_progress_resolve_with_photo(service: Service):
+    number = await service.report("o-commands")
+    await service.outbox.run_once()  # the task card makes this the worker's current ticket
+    assert "已接单" in await service.worker("ZhangFang00", "接单", 6101)
+    assert "需要写明内容" in await service.worker("ZhangFang00", "进度", 6102)
+    assert "报告进展" in await service.worker("ZhangFang00", "进度 已联系物业，明早清运", 6103)
+    photo = await service.send(service.work.message(
+        "<xml><ToUserName><![CDATA[c]]></ToUserName><FromUserName><![CDATA[ZhangFang00]]></FromUserName>"
+        "<CreateTime>1764000001</CreateTime><MsgType><![CDATA[image]]></MsgType>"
+        "<PicUrl><![CDATA[http://x/p.jpg]]></PicUrl><MediaId><![CDATA[media-1]]></MediaId>"
+        "<MsgId>6104</MsgId><AgentID>1000002</AgentID></xml>"))
+    assert "照片" in photo[1]["Content"]
+    done = await service.worker("ZhangFang00", f"办结 {number} 垃圾已清运完毕", 6105)
+    assert "已办结" in done and "已办结" in done.split("当前状态：")[1]
+    ticket = await service.client.app[SERVICES].tickets.store.get(number)
+    assert ticket.status == "resolved"
+    assert any(e.kind == "resolve" and "附照片1张" in e.text for e in ticket.timeline)
+    await service.outbox.run_once()
+    told = [m.content for m in service.fake.sent_to("mp_custom")]
+    assert any("已办结" in t and "1–5" in t for t in told)  # resolved, with the request to rate
+
+
+async def test_the_task_page_needs_a_valid_unexpired_link_and_lets_the_worker_act(service: Service):
+    number = await service.report("o-page")
+    await service.outbox.run_once()
+    card = next(m for m in service.fake.sent_to("wecom_app") if m.msgtype == "textcard")
+    link = urlsplit(card.url)
+    page = await service.client.get(f"{link.path}?{link.query}")
+    assert page.status == 200
+    html = await page.text()
+    assert number in html and "接单" in html and "13812345678" not in html
+
+    forged = link.query.replace("u=ZhangFang00", "u=LiuYang01")
+    assert (await service.client.get(f"{link.path}?{forged}")).status == 403
+    tampered = link.query[:-1] + ("0" if link.query[-1] != "0" else "1")
+    assert (await service.client.get(f"{link.path}?{tampered}")).status == 403
+
+    form = aiohttp.FormData()
+    for key, value in [kv.split("=", 1) for kv in link.query.split("&")]:
+        form.add_field(key, value)
+    form.add_field("action", "accept")
+    acted = await service.client.post(link.path, data=form)
+    assert acted.status == 200 and "已接单" in await acted.text()
+    assert (await service.client.app[SERVICES].tickets.store.get(number)).status == "accepted"
+
+    form = aiohttp.FormData()
+    for key, value in [kv.split("=", 1) for kv in link.query.split("&")]:
+        form.add_field(key, value)
+    form.add_field("action", "resolve")
+    form.add_field("note", "已清运")
+    form.add_field("photo", b"\xff\xd8\xff" + b"0" * 200_000, filename="p.jpg", content_type="image/jpeg")
+    resolved = await service.client.post(link.path, data=form)  # larger than the service's 64 KB body limit
+    assert resolved.status == 200, await resolved.text()
+    ticket = await service.client.app[SERVICES].tickets.store.get(number)
+    assert ticket.status == "resolved" and any("附照片1张" in e.text for e in ticket.timeline)
+
+    service.clock.advance(days=8)  # links live 7 days
+    assert (await service.client.get(f"{link.path}?{link.query}")).status == 403
+
+
+async def test_an_at_mention_in_a_group_continues_in_private_and_the_group_hears_nothing_personal(service: Service):
+    desk = service.wiring.desk
+    grid = "500199001001-01"
+    message = IncomingMessage(
+        channel="wecom", user_id="resident-w1", text="@网格助手 金桥小区门口垃圾好几天没人清理了，电话13812345678",
+        provider_message_id="g-1", in_group=True, group_id=grid,
+    )
+    replies = await desk.handle(message)
+    group = [r for r in replies if not r.private]
+    private = [r for r in replies if r.private]
+    assert [r.recipient_id for r in group] == [grid]
+    assert "私聊" in group[0].text
+    for secret in ("13812345678", "5678", "金桥", "垃圾"):
+        assert secret not in group[0].text
+    assert private and all(r.recipient_id == "resident-w1" for r in private)
+    # the group notice goes to the grid's work group by its robot; nothing personal there either
+    sender = service.wiring.work._runner._sender  # the WeCom channel's late-reply sender
+    await sender.send(group[0])
+    await service.outbox.run_once()
+    robot = service.fake.sent_to("wecom_robot")
+    assert len(robot) == 1 and "私聊" in robot[0].content and "5678" not in robot[0].content
+    # a group message that does not mention the bot gets nothing
+    quiet = IncomingMessage(channel="wecom", user_id="resident-w2", text="大家好", in_group=True, group_id=grid)
+    assert await desk.handle(quiet) == []
+
+
+async def test_the_daily_digest_lists_overdue_tickets_per_grid_robot_without_details(service: Service):
+    number = await service.report("o-digest")
+    await service.outbox.run_once()
+    before = len(service.fake.sent_to("wecom_robot"))
+    service.clock.advance(days=3)  # red: one working day; now well past it, at 10:00
+    await service.outbox.run_once()
+    digest = service.fake.sent_to("wecom_robot")[before:]
+    digest = [m for m in digest if "超期工单日报" in m.content]
+    assert len(digest) == 1 and number in digest[0].content and "超期" in digest[0].content
+    assert "垃圾" not in digest[0].content and "5678" not in digest[0].content
+    await service.outbox.run_once()  # once a day
+    assert len([m for m in service.fake.sent_to("wecom_robot") if "超期工单日报" in m.content]) == 1
+
+
+async def test_return_goes_to_the_dispatchers_wecom_and_escalate_tells_the_resident(service: Service):
+    number = await service.report("o-return")
+    await service.outbox.run_once()
+    answer = await service.worker("ZhangFang00", f"退回 {number} 不属于本网格，是隔壁小区", 6201)
+    assert "已退回" in answer
+    await service.outbox.run_once()
+    to_dispatcher = [m for m in service.fake.sent_to("wecom_app") if m.to == ("Dispatcher01",)]
+    assert len(to_dispatcher) == 1 and number in to_dispatcher[0].content and "退回" in to_dispatcher[0].content
+
+    second = await service.report("o-escalate", first_id=1100)
+    await service.outbox.run_once()
+    assert "已上报" in await service.worker("ZhangFang00", f"上报 {second} 需要执法队", 6202)
+    await service.outbox.run_once()
+    told = [m.content for m in service.fake.sent_to("mp_custom") if m.to == ("o-escalate",)]
+    assert any("上报" in t and second in t for t in told)
+
+
+async def test_a_resident_of_the_rest_channel_has_no_channel_and_it_is_recorded(service: Service):
+    await say(service.client, "rest-1", "金桥小区门口垃圾好几天没人清理了，臭得很")
+    await say(service.client, "rest-1", "跳过")
+    number = NUMBER.search((await say(service.client, "rest-1", "确认"))[0]).group(0)
+    services = service.client.app[SERVICES]
+    await services.tickets.act(number, Event("accept", "worker", service.clock(), by="ZhangFang00"))
+    await service.outbox.run_once()
+    states = {(s.audience, s.status) for s in await deliveries(services.redis, services.keys, number)}
+    assert ("resident", "no_channel") in states and ("assignee", "sent") in states
