@@ -1,0 +1,176 @@
+"""Encrypted official-account callbacks per second and p99 through the FULL service.
+
+bench/wechat_callbacks.py measures the adapter with an echo handler; this one starts the real
+app (`create_app`: Redis, the embedded NLU, the dialogue, tickets through the flow engine, the
+outbox and timer loops running) in a server process and sends encrypted text callbacks at a
+fixed rate (open loop: latency counts from each request's scheduled time). Every simulated
+resident walks a whole report: description with an address → skip the phone → 确认 (a ticket
+opens) → 我的工单; the residents interleave, so one resident's messages are seconds apart, as
+in life.
+
+    .venv/bin/python bench/wechat_full.py --rate 300 --seconds 10 [--processes 2] [--redis redis://…/15]
+
+Target (issue 5): p99 <= 100 ms at 300 callbacks/s. Keys go under a fresh prefix, removed after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import time
+import uuid
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from urllib.parse import urlencode
+
+import aiohttp
+from aiohttp import web
+from loadgen import at_fixed_rate, summary
+from redis.asyncio import Redis
+
+from integrations.wechat.crypto import CallbackCrypto, sha1_signature
+
+TOKEN = "bench-token"
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+APP_ID = "wxbench0000000000"
+STEPS = ("{place}门口垃圾好几天没人清理了，臭得很（{i}）", "跳过", "确认", "我的工单")
+PLACES = ("金桥小区", "龙湖花园", "松林苑", "翠湖家园", "玉峰花园", "幸福小区3栋")
+
+
+async def serve(conn: Connection, redis_url: str, prefix: str, port: int) -> None:
+    from bot.app import create_app
+    from bot.config import load_config
+
+    config = load_config(
+        env={
+            "GRIDBOT_REDIS__URL": redis_url,
+            "GRIDBOT_REDIS__KEY_PREFIX": prefix,
+            "GRIDBOT_WECHAT__TOKEN": TOKEN,
+            "GRIDBOT_WECHAT__ENCODING_AES_KEY": AES_KEY,
+            "GRIDBOT_WECHAT__APP_ID": APP_ID,
+            "GRIDBOT_WECHAT__MAX_CLOCK_SKEW": "0",
+        }
+    )
+    runner = web.AppRunner(create_app(config), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port, reuse_port=True)  # several processes share the port
+    await site.start()
+    conn.send(runner.addresses[0][1])
+    started = time.process_time()  # the NLU and the flow are loaded: count only the run
+    await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # until told to stop
+    cpu = time.process_time() - started
+    await runner.cleanup()
+    conn.send(cpu)
+    if port:
+        return  # the first process counts and cleans up
+    redis = Redis.from_url(redis_url)
+    tickets = await redis.zcard(f"{prefix}tickets")
+    keys = [k async for k in redis.scan_iter(match=prefix + "*", count=1000)]
+    for i in range(0, len(keys), 1000):
+        await redis.delete(*keys[i : i + 1000])
+    await redis.aclose()
+    conn.send(tickets)
+
+
+def server_main(conn: Connection, redis_url: str, prefix: str, port: int) -> None:
+    asyncio.run(serve(conn, redis_url, prefix, port))
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    url: str
+    body: bytes
+    step: int
+
+
+def prepare(base: str, n: int, residents: int) -> list[Prepared]:
+    """Request j: resident j % residents, step j // residents of their report."""
+    crypto = CallbackCrypto(TOKEN, AES_KEY, APP_ID)
+    run = uuid.uuid4().hex[:6]
+    out = []
+    now = str(int(time.time()))
+    for j in range(n):
+        who, step = j % residents, min(j // residents, len(STEPS) - 1)
+        user = f"o_{run}_{who}"
+        text = STEPS[step].format(place=PLACES[who % len(PLACES)], i=who)
+        xml = (
+            f"<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[{user}]]></FromUserName>"
+            f"<CreateTime>{now}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+            f"<Content><![CDATA[{text}]]></Content><MsgId>{10**12 + j}</MsgId></xml>"
+        )
+        nonce = str(j)
+        encrypted, msg_sig = crypto.encrypt(xml.encode(), now, nonce)
+        query = urlencode(
+            {
+                "signature": sha1_signature(TOKEN, now, nonce),
+                "timestamp": now,
+                "nonce": nonce,
+                "encrypt_type": "aes",
+                "msg_signature": msg_sig,
+                "openid": user,
+            }
+        )
+        body = f"<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
+        out.append(Prepared(f"{base}/wechat/mp?{query}", body.encode(), step))
+    return out
+
+
+async def post(session: aiohttp.ClientSession, req: Prepared) -> bool:
+    async with session.post(req.url, data=req.body) as resp:
+        body = await resp.read()
+    return resp.status == 200 and body.startswith(b"<xml><Encrypt>")  # an encrypted passive reply
+
+
+async def fixed_rate(base: str, rate: int, seconds: float) -> str:
+    n = int(rate * seconds)
+    reqs = prepare(base, n, residents=max(1, n // len(STEPS)))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=300)) as session:
+        results, elapsed = await at_fixed_rate(reqs, rate, lambda req: post(session, req))
+    latencies = [latency for _, latency, _ in results]
+    errors = sum(not ok for _, _, ok in results)
+    by_step: dict[int, list[float]] = {}
+    for req, latency, _ in results:
+        by_step.setdefault(req.step, []).append(latency)
+    lines = [summary(f"full app, fixed rate {rate}/s", latencies, errors, elapsed, failed="not answered")]
+    for step, values in sorted(by_step.items()):
+        ms = sorted(v * 1000 for v in values)
+        lines.append(
+            f"  step {step + 1} ({STEPS[step][:6]}…): p50 {ms[len(ms) // 2]:.1f} "
+            f"p99 {ms[min(len(ms) - 1, int(len(ms) * 0.99))]:.1f} ms"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rate", type=int, default=300, help="callbacks per second")
+    parser.add_argument("--seconds", type=float, default=10, help="length of the run")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/15", help="the Redis the service uses")
+    parser.add_argument("--processes", type=int, default=1, help="service processes sharing the port")
+    args = parser.parse_args()
+    prefix = f"bench-full:{uuid.uuid4().hex[:8]}:"
+    ctx = mp.get_context("spawn")
+    pipes, servers, port = [], [], 0
+    for _ in range(args.processes):  # the first picks a port, the others join it (SO_REUSEPORT)
+        parent, child = ctx.Pipe()
+        server = ctx.Process(target=server_main, args=(child, args.redis, prefix, port), daemon=True)
+        server.start()
+        port = parent.recv()  # the NLU is trained (or loaded from its cache) before this
+        pipes.append(parent)
+        servers.append(server)
+    try:
+        print(asyncio.run(fixed_rate(f"http://127.0.0.1:{port}", args.rate, args.seconds)))
+    finally:
+        for parent in reversed(pipes):  # the first process last: it counts the tickets and cleans up
+            parent.send("stop")
+            cpu = parent.recv() if parent.poll(30) else float("nan")
+            print(f"server process CPU: {cpu:.1f} s = {cpu * 1000 / (args.rate * args.seconds):.2f} ms a callback")
+        if pipes[0].poll(30):
+            print(f"tickets opened: {pipes[0].recv()}")
+        for server in servers:
+            server.join(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
