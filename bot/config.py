@@ -129,6 +129,9 @@ class WecomConfig:
     dispatcher_user_ids: str = ""
     duty_user_ids: str = ""  # empty: the dispatchers
     bot_name: str = "网格助手"  # a group message that @-mentions this name starts a report
+    # the grid groups' robot callback (/wechat/robot); every grid robot can share one URL and pair
+    robot_token: str = _secret()
+    robot_encoding_aes_key: str = _secret()
 
 
 @dataclass(frozen=True, slots=True)

@@ -180,6 +180,10 @@ class Dispatcher:
     async def _release(self, lock_key: str, token: str) -> None:
         await self._save_and_release(keys=[lock_key], args=[token, "", 0, "", 0])
 
+    async def in_conversation(self, channel: str, user_id: str) -> bool:
+        """A dialogue with this person is under way (e.g. a report waiting for its location)."""
+        return bool(await self._redis.exists(self._keys.conversation(channel, user_id)))
+
     async def record(self, msg: IncomingMessage) -> None:
         """Keep a message that a channel answers without the dialogue (an SMS 退订, say)."""
         await self._redis.xadd(self._keys.inbox(), self._inbox_fields(msg), maxlen=INBOX_MAX, approximate=True)

@@ -137,7 +137,19 @@ class TicketService:
                 cancel_timers=change.cancel_timers,
             )
         await self.store.create(change)
+        if ticket.media_ids:  # a photo whose download failed before the ticket existed
+            await self.note_failed_media(number, ticket.media_ids, now)
         return change.ticket
+
+    async def note_failed_media(self, number: str, media_ids: tuple[str, ...], now: datetime) -> None:
+        """A resident's photo that could not be fetched: the ticket stands, its timeline says so."""
+        for media_id, why in await self.store.claim_failed_media(media_ids):
+            entry = TimelineEntry(at=now.isoformat(), actor="system", kind="media_failed", text=f"{media_id}：{why}")
+            await self.add_entry(number, entry)
+
+    async def add_entry(self, number: str, entry: TimelineEntry) -> None:
+        """A line in the timeline that moves nothing in the flow (a note, a failed photo)."""
+        await self.store.update(number, lambda t: Change(ticket=_with(t, timeline=(*t.timeline, entry))))
 
     async def flow_for(self, ticket: Ticket) -> Flow:
         """The version the ticket was opened under (its rules and deadlines stay), else the current one."""

@@ -22,6 +22,7 @@ from bot.keys import Keys
 from flows import Action, TicketState
 
 TICKET_NUMBER_DIGITS = 4
+MEDIA_TICKET_SECONDS = 7 * 86400  # WeChat keeps a media id 3 days: a download fails well within
 
 
 class TicketNotFound(Exception):
@@ -115,6 +116,7 @@ class TicketStore:
         self._keys = keys
         self._prefix = number_prefix
         self._tz = tz
+        self._claim_failed = redis.register_script(_CLAIM_FAILED_MEDIA)
 
     async def allocate_number(self, now: datetime) -> str:
         """`<prefix><YYYYMMDD><daily sequence>`; INCR makes it unique across processes."""
@@ -151,6 +153,8 @@ class TicketStore:
             pipe.zadd(self._keys.tickets_by_reporter(t.channel, t.reporter_id), {t.number: created})
             pipe.zadd(self._keys.all_tickets(), {t.number: created})
             pipe.sadd(self._keys.tickets_by_status(t.status), t.number)
+            for media_id in t.media_ids:
+                pipe.set(self._keys.media_ticket(media_id), t.number, ex=MEDIA_TICKET_SECONDS)
             self._queue_effects(pipe, change)
             result = await pipe.execute()
         if not result[0]:
@@ -186,6 +190,19 @@ class TicketStore:
                 except WatchError:
                     continue
 
+    async def ticket_of_media(self, media_id: str) -> str | None:
+        number = await self._redis.get(self._keys.media_ticket(media_id))
+        return str(number) if number else None
+
+    async def claim_failed_media(self, media_ids: Sequence[str]) -> list[tuple[str, str]]:
+        """(media id, why) for each of `media_ids` whose download failed and that nobody has noted
+        yet: the caller notes them. A failure seen from both sides (the download and the ticket
+        opening) is claimed once."""
+        if not media_ids:
+            return []
+        claimed = await self._claim_failed(keys=[self._keys.media_failed(), self._keys.media_noted()], args=media_ids)
+        return [(str(claimed[i]), str(claimed[i + 1])) for i in range(0, len(claimed), 2)]
+
     def _queue_effects(self, pipe: Any, change: Change) -> None:
         number = change.ticket.number
         timers_key = self._keys.timers()
@@ -198,6 +215,21 @@ class TicketStore:
             pipe.sadd(own_timers, member)
         for note in change.notifications:
             pipe.xadd(self._keys.outbox(), note.to_fields(), maxlen=1_000_000, approximate=True)
+
+
+# KEYS[1] media id -> failure, KEYS[2] media ids already noted; ARGV media ids.
+# Returns id, reason, id, reason… for the failures nobody had claimed.
+_CLAIM_FAILED_MEDIA = """
+local out = {}
+for _, id in ipairs(ARGV) do
+  local why = redis.call("HGET", KEYS[1], id)
+  if why and redis.call("HSETNX", KEYS[2], id, "1") == 1 then
+    out[#out + 1] = id
+    out[#out + 1] = why
+  end
+end
+return out
+"""
 
 
 # Remove every pending timer of one ticket: KEYS[1] the due-time set, KEYS[2] the ticket's own set.

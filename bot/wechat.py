@@ -1,4 +1,5 @@
-"""WeChat and WeCom wiring: the channels at /wechat/mp and /wechat/work, the Redis-backed parts
+"""WeChat and WeCom wiring: the channels at /wechat/mp, /wechat/work and /wechat/robot (the grid
+groups' robot callback), the Redis-backed parts
 the adapters need, the outbox's WeChat deliverers, the workers' task pages and the daily digest.
 
 - `RedisDeduplicator`: callback retries (`wechat-seen:`, apart from the dispatcher's `seen:`).
@@ -44,6 +45,7 @@ from integrations.wechat import (
     MpCallbackConfig,
     RateLimited,
     RecipientRefused,
+    RobotCallbackConfig,
     WeChatApiError,
     WeChatMpApi,
     WeChatMpChannel,
@@ -52,8 +54,10 @@ from integrations.wechat import (
     WecomCallbackConfig,
     WecomChannel,
     WecomRobot,
+    WecomRobotChannel,
 )
 from integrations.wechat.callback import split_utf8
+from integrations.wechat.robot import ROBOT_KEY
 
 log = logging.getLogger("gridbot.wechat")
 
@@ -395,21 +399,48 @@ class OverdueDigest:
         return out
 
 
-class WecomSender:
-    """The WeCom app's late replies (`AsyncSender`): private ones to the user; a group notice to
-    the group's robot when the group is a grid's work group (its id is the grid code)."""
+class RobotChats:
+    """Which group robot serves which chat, as the robot's callbacks tell. Kept in this process:
+    it is needed only for a group notice that missed the passive reply, and that is sent by the
+    process that received the message."""
 
-    def __init__(self, api: WecomApi | None, robots: RobotQueue, services: Services) -> None:
+    MAX_CHATS = 10_000
+
+    def __init__(self) -> None:
+        self._robot_keys: dict[str, str] = {}
+
+    def remember(self, msg: IncomingMessage) -> None:
+        robot_key = dict(msg.extra).get(ROBOT_KEY, "")
+        if not msg.group_id or not robot_key:
+            return
+        self._robot_keys.pop(msg.group_id, None)
+        self._robot_keys[msg.group_id] = robot_key  # newest last: the oldest goes first
+        if len(self._robot_keys) > self.MAX_CHATS:
+            del self._robot_keys[next(iter(self._robot_keys))]
+
+    def robot_key(self, chat_id: str) -> str:
+        return self._robot_keys.get(chat_id, "")
+
+
+class WecomSender:
+    """The WeCom app's and the group robot's late replies (`AsyncSender`): private ones to the
+    user as app messages; a group notice to the group's robot (a chat a robot wrote from, or a
+    grid's work group by its code)."""
+
+    def __init__(self, api: WecomApi | None, robots: RobotQueue, services: Services, chats: RobotChats) -> None:
         self._api = api
         self._robots = robots
         self._s = services
+        self._chats = chats
 
     async def send(self, reply: Reply) -> None:
-        grid = self._s.directory.grid(reply.recipient_id) if self._s.directory is not None else None
-        if grid is not None and not reply.private:
-            if grid.robot_key:
-                await self._robots.enqueue(grid.robot_key, QueuedText(reply.text))
-            return
+        if not reply.private:
+            grid = self._s.directory.grid(reply.recipient_id) if self._s.directory is not None else None
+            robot_key = self._chats.robot_key(reply.recipient_id) or (grid.robot_key if grid is not None else "")
+            if robot_key:
+                await self._robots.enqueue(robot_key, QueuedText(reply.text))
+            if robot_key or grid is not None:
+                return
         if self._api is None:
             log_event(log, "wecom_reply_not_sent", logging.WARNING, user=reply.recipient_id, reason="no WeCom app")
             return
@@ -417,6 +448,16 @@ class WecomSender:
             await self._api.send_text([reply.recipient_id], reply.text)
         except (WeChatApiError, ApiUnavailable) as exc:
             log_event(log, "wecom_reply_not_sent", logging.WARNING, user=reply.recipient_id, error=str(exc))
+
+
+def robot_handler(desk: WorkerDesk, chats: RobotChats) -> MessageHandler:
+    """The group robot's messages: remember which robot serves the chat, then the worker desk."""
+
+    async def handle(msg: IncomingMessage) -> list[Reply]:
+        chats.remember(msg)
+        return await desk.handle(msg)
+
+    return handle
 
 
 @dataclass
@@ -427,6 +468,8 @@ class WechatWiring:
     mp_missing: str = ""
     work: WecomChannel | None = None
     work_missing: str = ""
+    robot: WecomRobotChannel | None = None
+    robot_missing: str = ""
     tasks: TaskPages | None = None
     desk: WorkerDesk | None = None
     robots: RobotQueue | None = None
@@ -444,15 +487,15 @@ def _missing(pairs: list[tuple[str, str]]) -> str:
 class MediaKeeper:
     """Residents' photos: WeChat keeps a MediaId for 3 days, so each is downloaded when it arrives
     (in the background: the answer does not wait) to `service.media_dir/wechat_mp/`. A failed
-    download never stops the report; the reason is kept in `keys.media_failed()`."""
+    download never stops the report: the reason is kept in `keys.media_failed()` and noted in the
+    ticket's timeline, whichever comes first, the ticket or the failure."""
 
     MAX_AT_ONCE = 8
 
-    def __init__(self, api: WeChatMpApi, folder: Path, redis: Redis, keys: Keys) -> None:
+    def __init__(self, api: WeChatMpApi, folder: Path, services: Services) -> None:
         self._api = api
         self._folder = folder
-        self._redis = redis
-        self._keys = keys
+        self._s = services
         self._slots = asyncio.Semaphore(self.MAX_AT_ONCE)
         self._running: set[asyncio.Task[None]] = set()
 
@@ -470,8 +513,11 @@ class MediaKeeper:
             try:
                 media = await self._api.download_media(media_id)
             except (WeChatApiError, ApiUnavailable) as exc:
-                await self._redis.hset(self._keys.media_failed(), media_id, str(exc)[:300])
+                await self._s.redis.hset(self._s.keys.media_failed(), media_id, str(exc)[:300])
                 log_event(log, "media_download_failed", logging.WARNING, media=media_id, error=str(exc))
+                number = await self._s.tickets.store.ticket_of_media(media_id)
+                if number:  # the report was confirmed before the download gave up
+                    await self._s.tickets.note_failed_media(number, (media_id,), self._s.clock())
                 return
             target = self.path(media_id)
             await asyncio.to_thread(_write, target, media.data)
@@ -535,7 +581,7 @@ async def _wire(app: web.Application) -> AsyncIterator[None]:
         window = CustomerServiceWindow(services.redis, services.keys)
         api = WeChatMpApi(MpApiConfig(wc.app_id, wc.app_secret, api_base=wc.api_base), session, tokens)
         messenger = MpMessenger(api, window, wc.status_template_id)
-        media = MediaKeeper(api, config.path(config.service.media_dir) / "wechat_mp", services.redis, services.keys)
+        media = MediaKeeper(api, config.path(config.service.media_dir) / "wechat_mp", services)
         wiring.media = media
         outbox.register("wechat_mp", MpDeliverer(messenger))
     wiring.mp_missing = _missing([("GRIDBOT_WECHAT__TOKEN", wc.token), ("GRIDBOT_WECHAT__APP_ID", wc.app_id)])
@@ -556,6 +602,8 @@ async def _wire(app: web.Application) -> AsyncIterator[None]:
         outbox.register("wecom_card", WecomCardDeliverer(wecom_api, links, services.redis, services.keys,
                                                          config.outbox.wecom_per_minute))
         outbox.register("wecom_text", WecomTextDeliverer(wecom_api, config.outbox.wecom_per_minute))
+    chats = RobotChats()
+    wecom_sender = WecomSender(wecom_api, robots, services, chats)
     wiring.work_missing = _missing([("GRIDBOT_WECOM__TOKEN", ww.token),
                                     ("GRIDBOT_WECOM__ENCODING_AES_KEY", ww.encoding_aes_key),
                                     ("GRIDBOT_WECOM__CORP_ID", ww.corp_id)])
@@ -563,12 +611,19 @@ async def _wire(app: web.Application) -> AsyncIterator[None]:
         wiring.work = WecomChannel(
             WecomCallbackConfig(ww.token, ww.encoding_aes_key, ww.corp_id, wc.max_clock_skew,
                                 wc.reply_budget_seconds),
-            desk.handle, dedup, WecomSender(wecom_api, robots, services),
+            desk.handle, dedup, wecom_sender,
+        )
+    wiring.robot_missing = _missing([("GRIDBOT_WECOM__ROBOT_TOKEN", ww.robot_token),
+                                     ("GRIDBOT_WECOM__ROBOT_ENCODING_AES_KEY", ww.robot_encoding_aes_key)])
+    if not wiring.robot_missing:
+        wiring.robot = WecomRobotChannel(
+            RobotCallbackConfig(ww.robot_token, ww.robot_encoding_aes_key, wc.max_clock_skew, wc.reply_budget_seconds),
+            robot_handler(desk, chats), dedup, wecom_sender,
         )
     log_event(log, "wechat_wired", official_account=wiring.mp is not None, wecom=wiring.work is not None,
-              wecom_api=wecom_api is not None)
+              wecom_robot=wiring.robot is not None, wecom_api=wecom_api is not None)
     yield
-    for channel in (wiring.mp, wiring.work):
+    for channel in (wiring.mp, wiring.work, wiring.robot):
         if channel is not None:
             await channel.drain(5.0)
     if media is not None:
@@ -606,6 +661,14 @@ async def _work(request: web.Request) -> web.StreamResponse:
     return await handler(request)
 
 
+async def _robot(request: web.Request) -> web.StreamResponse:
+    wiring = request.app[WECHAT]
+    if wiring.robot is None:
+        return _not_configured("the WeCom group robot callback", wiring.robot_missing)
+    handler = wiring.robot.verify_url if request.method == "GET" else wiring.robot.receive
+    return await handler(request)
+
+
 async def _task_page(request: web.Request) -> web.StreamResponse:
     pages = request.app[WECHAT].tasks
     assert pages is not None  # set while the app starts
@@ -613,12 +676,14 @@ async def _task_page(request: web.Request) -> web.StreamResponse:
 
 
 def setup(app: web.Application) -> None:
-    """Mount /wechat/mp, /wechat/work and /tasks/{number}; wire them when the app starts."""
+    """Mount /wechat/mp, /wechat/work, /wechat/robot and /tasks/{number}; wire them at start."""
     app[WECHAT] = WechatWiring()
     app.router.add_route("GET", "/wechat/mp", _mp)
     app.router.add_route("POST", "/wechat/mp", _mp)
     app.router.add_route("GET", "/wechat/work", _work)
     app.router.add_route("POST", "/wechat/work", _work)
+    app.router.add_route("GET", "/wechat/robot", _robot)
+    app.router.add_route("POST", "/wechat/robot", _robot)
     app.router.add_route("GET", "/tasks/{number}", _task_page)
     app.router.add_route("POST", "/tasks/{number}", _task_page)
     app.cleanup_ctx.append(_wire)

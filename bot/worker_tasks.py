@@ -9,9 +9,11 @@ grid's ticket reads exactly like an unknown number.
 The task page (`/tasks/<number>?u=&e=&s=`) is reached from the task card: the link carries the
 worker's id and an expiry, signed with HMAC-SHA256 under `service.link_secret`.
 
-In a group chat the bot answers only when @-mentioned; the report then continues in a private
-chat (the replies are marked private) and the group only hears that it did — never a phone
-number, an address or what was reported.
+In a group chat the bot hears only messages that @-mention its robot (WeCom sends nothing
+else); the report then continues in a private chat (the replies are marked private) and the
+group only hears that it did — never a phone number, an address or what was reported. A worker
+who started a report that way answers its questions in the app: text that is not a command goes
+to the dialogue while one is under way.
 """
 
 from __future__ import annotations
@@ -97,7 +99,11 @@ class WorkerDesk:
         self._replies = replies
         self._dispatcher = dispatcher
         self._clock = clock
-        self._mention = re.compile(rf"@{re.escape(bot_name)}\s*") if bot_name else None
+        self._bot_name = bot_name
+        # WeCom keeps the mention in the text: "@网格助手 楼道堆满杂物"; a robot named otherwise
+        # than `bot_name` still starts the text with its own "@name"
+        names = rf"@{re.escape(bot_name)}\s*|^\s*@\S+\s*" if bot_name else r"^\s*@\S+\s*"
+        self._mention = re.compile(names)
 
     async def handle(self, msg: IncomingMessage) -> list[Reply]:
         if msg.in_group:
@@ -113,6 +119,8 @@ class WorkerDesk:
             return []
         command = parse_worker_command(msg.text)
         if command is None:
+            if await self._dispatcher.in_conversation(msg.channel, msg.user_id):
+                return await self._dispatcher.handle(msg)
             return [self._say(msg, "help", name=worker.name)]
         if command.missing_argument:
             return [self._say(msg, "missing_argument", verb=VERB_NAMES[command.verb])]
@@ -177,13 +185,13 @@ class WorkerDesk:
 
     async def _group(self, msg: IncomingMessage) -> list[Reply]:
         """@-mentioned in a group: the report goes on in private; the group hears only that."""
-        if self._mention is None or msg.kind != "text" or not self._mention.search(msg.text):
+        if msg.kind != "text":
             return []
         private = replace(msg, in_group=False, group_id=None, text=self._mention.sub("", msg.text).strip())
         answers = await self._dispatcher.handle(private)
         notice = Reply(
             recipient_id=msg.group_id or msg.user_id,
-            text=self._replies.render("moved_to_private", channel="worker"),
+            text=self._replies.render("moved_to_private", channel="worker", bot_name=self._bot_name),
             private=False,
         )
         return [notice, *(replace(r, private=True) for r in answers)]

@@ -19,6 +19,7 @@ ACTION_NAMES = {
     "reopen": "重新打开",
     "close": "结案",
     "note": "备注",
+    "media_failed": "照片下载失败",
     "timer": "定时检查",
 }
 CHANNEL_NAMES = {

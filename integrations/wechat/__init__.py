@@ -27,6 +27,7 @@ from integrations.wechat.api import (
 )
 from integrations.wechat.callback import AsyncSender, Deduplicator
 from integrations.wechat.mp import MpCallbackConfig, WeChatMpChannel
+from integrations.wechat.robot import RobotCallbackConfig, WecomRobotChannel
 from integrations.wechat.work import (
     WecomCallbackConfig,
     WecomChannel,
@@ -49,6 +50,7 @@ __all__ = [
     "RateLimited",
     "RecipientRefused",
     "RetryPolicy",
+    "RobotCallbackConfig",
     "TokenStore",
     "WeChatApiError",
     "WeChatMpApi",
@@ -58,6 +60,7 @@ __all__ = [
     "WecomCallbackConfig",
     "WecomChannel",
     "WecomRobot",
+    "WecomRobotChannel",
     "WecomSendResult",
     "WorkerCommand",
     "parse_worker_command",

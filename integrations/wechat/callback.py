@@ -175,31 +175,43 @@ def split_utf8(text: str, limit: int = PASSIVE_REPLY_MAX_BYTES) -> list[str]:
     return pieces
 
 
-def plan_replies(replies: list[Reply], user_id: str) -> tuple[str | None, list[Reply]]:
-    """(passive text, replies for the sender): the first reply to the user goes back passively,
-    cut to 2,048 bytes; what does not fit and every other reply goes through the sender."""
+def plan_replies(replies: list[Reply], passive_to: str) -> tuple[str | None, list[Reply]]:
+    """(passive text, replies for the sender): the first reply to `passive_to` (the sender, or the
+    group a group message came from) goes back passively, cut to 2,048 bytes; a private reply never
+    does. What does not fit and every other reply goes through the sender."""
     passive: str | None = None
     later: list[Reply] = []
     for reply in replies:
         if not reply.text:
             continue
         pieces = [replace(reply, text=p) for p in split_utf8(reply.text)]
-        if passive is None and reply.recipient_id == user_id:
+        if passive is None and reply.recipient_id == passive_to and not reply.private:
             passive = pieces.pop(0).text
         later.extend(pieces)
     return passive, later
+
+
+def passive_text_xml(callback: Callback, text: str) -> str:
+    """The official account's and the WeCom app's passive reply: from our account to the sender."""
+    return text_reply_xml(callback.account, callback.message.user_id, text)
 
 
 class ReplyRunner:
     """Dedup, the reply budget, and late delivery of what missed it."""
 
     def __init__(
-        self, handler: MessageHandler, dedup: Deduplicator, sender: AsyncSender, budget_seconds: float
+        self,
+        handler: MessageHandler,
+        dedup: Deduplicator,
+        sender: AsyncSender,
+        budget_seconds: float,
+        render_passive: Callable[[Callback, str], str] = passive_text_xml,
     ) -> None:
         self._handler = handler
         self._dedup = dedup
         self._sender = sender
         self._budget = budget_seconds
+        self._render_passive = render_passive
         self._background: set[asyncio.Task[None]] = set()
 
     async def respond(
@@ -216,7 +228,7 @@ class ReplyRunner:
             if later:
                 self._spawn(self._send_all(later, callback.dedup_key))
             return web.Response(text=SUCCESS)
-        xml = text_reply_xml(callback.account, callback.message.user_id, passive)
+        xml = self._render_passive(callback, passive)
         if crypto is not None:
             timestamp, nonce = str(int(time.time())), str(secrets.randbelow(10**10))
             encrypted, signature = crypto.encrypt(xml.encode(), timestamp, nonce)
@@ -249,7 +261,7 @@ class ReplyRunner:
         if task.exception() is not None:
             log.error("wechat_handler_failed key=%s", callback.dedup_key, exc_info=task.exception())
             return None, []
-        return plan_replies(task.result(), msg.user_id)
+        return plan_replies(task.result(), (msg.group_id or msg.user_id) if msg.in_group else msg.user_id)
 
     async def _handle(self, msg: IncomingMessage) -> list[Reply]:
         return await self._handler(msg)
@@ -261,7 +273,7 @@ class ReplyRunner:
             except Exception:
                 log.exception("wechat_handler_failed key=%s", key)
                 return
-            _, later = plan_replies(replies, user_id="")  # nothing is passive any more
+            _, later = plan_replies(replies, passive_to="")  # nothing is passive any more
             await self._send_all(later, key)
 
         self._spawn(deliver())

@@ -8,7 +8,7 @@ billion-laughs and XXE payloads are refused as `MalformedXmlError` (HTTP 400).
 from __future__ import annotations
 
 import re
-from xml.etree.ElementTree import ParseError
+from xml.etree.ElementTree import Element, ParseError
 
 import defusedxml
 import defusedxml.ElementTree as SafeET
@@ -26,15 +26,20 @@ class MalformedXmlError(CallbackError):
     status = 400
 
 
-def parse_fields(body: bytes) -> dict[str, str]:
-    """The text of the root's leaf children, e.g. {"MsgType": "text", "Content": "..."}."""
+def parse_root(body: bytes) -> Element:
+    """The `<xml>` root element, parsed with DTDs, entities and external references forbidden."""
     try:
         root = SafeET.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except (ParseError, defusedxml.DefusedXmlException) as exc:
         raise MalformedXmlError(f"refused XML: {type(exc).__name__}") from None
     if root.tag != "xml":
         raise MalformedXmlError("root element is not <xml>")
-    return {child.tag: child.text or "" for child in root if len(child) == 0}
+    return root
+
+
+def parse_fields(body: bytes) -> dict[str, str]:
+    """The text of the root's leaf children, e.g. {"MsgType": "text", "Content": "..."}."""
+    return {child.tag: child.text or "" for child in parse_root(body) if len(child) == 0}
 
 
 def cdata_safe(text: str) -> str:
@@ -46,6 +51,11 @@ def text_reply_xml(account: str, user: str, content: str) -> str:
     """A passive text reply from `account` (the callback's ToUserName) to `user`."""
     reply = TextReply(source=cdata_safe(account), target=cdata_safe(user), content=cdata_safe(content))
     return str(reply.render())
+
+
+def robot_text_reply_xml(content: str) -> str:
+    """A group robot's passive text reply: no sender or addressee, it goes to the chat it answers."""
+    return f"<xml><MsgType>text</MsgType><Text><Content><![CDATA[{cdata_safe(content)}]]></Content></Text></xml>"
 
 
 def encrypted_envelope_xml(encrypted: str, signature: str, timestamp: str, nonce: str) -> str:

@@ -33,7 +33,7 @@ from aiohttp.typedefs import Handler
 from integrations.base import Reply
 from integrations.wechat.api import MpApiConfig, RetryPolicy, WecomApiConfig
 from integrations.wechat.crypto import CallbackCrypto, sha1_signature
-from integrations.wechat.xmlmsg import parse_fields
+from integrations.wechat.xmlmsg import parse_fields, parse_root
 
 # ---------------------------------------------------------------- callback requests
 
@@ -122,7 +122,8 @@ class CallbackSigner:
             return fields
         plain = self._need_crypto().decrypt(fields["MsgSignature"], fields["TimeStamp"], fields["Nonce"],
                                             fields["Encrypt"])
-        return parse_fields(plain)
+        # every leaf, nested ones too: a group robot's reply keeps its text in <Text><Content>
+        return {el.tag: el.text or "" for el in parse_root(plain).iter() if len(el) == 0}
 
 
 # ---------------------------------------------------------------- stand-ins for the app's parts

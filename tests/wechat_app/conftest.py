@@ -26,11 +26,12 @@ MP_TOKEN = "mptoken123"
 MP_AES = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 WECOM_TOKEN = "wecomtoken456"
 WECOM_AES = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut"
+ROBOT_TOKEN = "robottoken789"
+ROBOT_AES = "robotAESkey0123456789abcdefghijklmnopqrstuv"
 TEMPLATE_ID = "TPL-status-change"
 LINK_SECRET = "link-secret-for-tests"
 NUMBER = re.compile(r"WG\d{12}")
 DIRECTORY = Path(__file__).resolve().parents[2] / "flows" / "directory" / "sample.yaml"
-DEFAULT_FLOW = Path(__file__).resolve().parents[2] / "flows" / "default.yaml"
 
 
 @pytest.fixture
@@ -43,23 +44,11 @@ async def fake() -> AsyncIterator[FakeWeChatApi]:
 
 
 @pytest.fixture
-def flow_file(tmp_path: Path) -> Path:
-    """The default flow, with new tasks also announced in the grid's work group (its robot)."""
-    text = DEFAULT_FLOW.read_text(encoding="utf-8")
-    push = "      - notify: {template: notify/task_assigned, to: [assignee]}"
-    assert push in text
-    path = tmp_path / "flow.yaml"
-    path.write_text(text.replace(push, push.replace("[assignee]", "[assignee, grid_group]")), encoding="utf-8")
-    return path
-
-
-@pytest.fixture
-def wechat_env(tmp_path: Path, key_prefix: str, fake: FakeWeChatApi, flow_file: Path) -> dict[str, str]:
+def wechat_env(tmp_path: Path, key_prefix: str, fake: FakeWeChatApi) -> dict[str, str]:
     return {
         "GRIDBOT_REDIS__URL": TEST_REDIS_URL,
         "GRIDBOT_REDIS__KEY_PREFIX": key_prefix,
         "GRIDBOT_TEMPLATES__OVERRIDE_DIR": str(tmp_path / "templates"),
-        "GRIDBOT_FLOWS__FILE": str(flow_file),
         "GRIDBOT_FLOWS__TIMER_INTERVAL_SECONDS": "0",
         "GRIDBOT_OUTBOX__INTERVAL_SECONDS": "0",
         "GRIDBOT_SERVICE__LINK_SECRET": LINK_SECRET,
@@ -78,6 +67,8 @@ def wechat_env(tmp_path: Path, key_prefix: str, fake: FakeWeChatApi, flow_file: 
         "GRIDBOT_WECOM__ENCODING_AES_KEY": WECOM_AES,
         "GRIDBOT_WECOM__API_BASE": fake.base_url,
         "GRIDBOT_WECOM__DISPATCHER_USER_IDS": "Dispatcher01",
+        "GRIDBOT_WECOM__ROBOT_TOKEN": ROBOT_TOKEN,
+        "GRIDBOT_WECOM__ROBOT_ENCODING_AES_KEY": ROBOT_AES,
     }
 
 
@@ -93,6 +84,7 @@ class Service:
     clock: Clock
     mp: CallbackSigner
     work: CallbackSigner
+    robot: CallbackSigner
 
     @property
     def outbox(self) -> Outbox:
@@ -106,7 +98,8 @@ class Service:
         resp = await self.client.request(request.method, request.url, data=request.body)
         body = await resp.read()
         if resp.status == 200 and body.startswith(b"<xml>"):
-            return resp.status, self.mp.open_reply(body) if request.path == "/wechat/mp" else self.work.open_reply(body)
+            signer = {s.path: s for s in (self.mp, self.work, self.robot)}[request.path]
+            return resp.status, signer.open_reply(body)
         return resp.status, body.decode()
 
     async def resident(self, openid: str, text: str, msg_id: int) -> str:
@@ -143,4 +136,5 @@ async def service(aiohttp_client, wechat_config: Config, clock: Clock, nlu, redi
         clock=clock,
         mp=CallbackSigner(MP_TOKEN, fake.app_id, MP_AES, path="/wechat/mp"),
         work=CallbackSigner(WECOM_TOKEN, fake.corp_id, WECOM_AES, path="/wechat/work"),
+        robot=CallbackSigner(ROBOT_TOKEN, "", ROBOT_AES, path="/wechat/robot"),  # a robot's receive id is ""
     )

@@ -27,3 +27,22 @@ async def test_a_photo_is_kept_and_attached_and_a_failed_download_still_opens_th
     number = NUMBER.search(await service.resident("o-photo", "确认", 7005)).group(0)
     ticket = await services.tickets.store.get(number)
     assert ticket.media_ids == ("media-ok", "media-gone")
+    # the dispatcher reads in the timeline which photo is missing, and why
+    failed = [e for e in ticket.timeline if e.kind == "media_failed"]
+    assert len(failed) == 1 and "media-gone" in failed[0].text and "40007" in failed[0].text
+
+
+async def test_a_download_that_fails_after_the_report_is_confirmed_is_noted_in_the_ticket(service: Service):
+    service.fake.slow_next(1, 1.0, path="/cgi-bin/media/get")  # WeChat answers 40007, but slowly
+    await service.send(service.mp.message(image_xml("o-late", "media-late", 7101)))
+    await service.resident("o-late", "金桥小区门口垃圾好几天没人清理了，臭得很", 7102)
+    await service.resident("o-late", "跳过", 7103)
+    number = NUMBER.search(await service.resident("o-late", "确认", 7104)).group(0)
+    services = service.client.app[SERVICES]
+    opened = await services.tickets.store.get(number)
+    assert opened.media_ids == ("media-late",) and not [e for e in opened.timeline if e.kind == "media_failed"]
+
+    await service.wiring.media.drain(5.0)
+    ticket = await services.tickets.store.get(number)
+    failed = [e for e in ticket.timeline if e.kind == "media_failed"]
+    assert len(failed) == 1 and "media-late" in failed[0].text

@@ -9,7 +9,6 @@ import aiohttp
 from bot.app import SERVICES
 from bot.outbox import deliveries
 from flows import Event
-from integrations.base import IncomingMessage
 from tests.conftest import say
 from tests.wechat_app.conftest import NUMBER, Service
 
@@ -82,32 +81,6 @@ async def test_the_task_page_needs_a_valid_unexpired_link_and_lets_the_worker_ac
 
     service.clock.advance(days=8)  # links live 7 days
     assert (await service.client.get(f"{link.path}?{link.query}")).status == 403
-
-
-async def test_an_at_mention_in_a_group_continues_in_private_and_the_group_hears_nothing_personal(service: Service):
-    desk = service.wiring.desk
-    grid = "500199001001-01"
-    message = IncomingMessage(
-        channel="wecom", user_id="resident-w1", text="@网格助手 金桥小区门口垃圾好几天没人清理了，电话13812345678",
-        provider_message_id="g-1", in_group=True, group_id=grid,
-    )
-    replies = await desk.handle(message)
-    group = [r for r in replies if not r.private]
-    private = [r for r in replies if r.private]
-    assert [r.recipient_id for r in group] == [grid]
-    assert "私聊" in group[0].text
-    for secret in ("13812345678", "5678", "金桥", "垃圾"):
-        assert secret not in group[0].text
-    assert private and all(r.recipient_id == "resident-w1" for r in private)
-    # the group notice goes to the grid's work group by its robot; nothing personal there either
-    sender = service.wiring.work._runner._sender  # the WeCom channel's late-reply sender
-    await sender.send(group[0])
-    await service.outbox.run_once()
-    robot = service.fake.sent_to("wecom_robot")
-    assert len(robot) == 1 and "私聊" in robot[0].content and "5678" not in robot[0].content
-    # a group message that does not mention the bot gets nothing
-    quiet = IncomingMessage(channel="wecom", user_id="resident-w2", text="大家好", in_group=True, group_id=grid)
-    assert await desk.handle(quiet) == []
 
 
 async def test_the_daily_digest_lists_overdue_tickets_per_grid_robot_without_details(service: Service):
