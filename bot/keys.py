@@ -159,3 +159,11 @@ class Keys:
     def media_failed(self) -> str:
         """Hash: provider media id -> why downloading it failed (shown with the ticket's photos)."""
         return f"{self.prefix}media-failed"
+
+    def media_ticket(self, media_id: str) -> str:
+        """The ticket a resident's photo went into, while a late download failure may need it."""
+        return f"{self.prefix}media-ticket:{media_id}"
+
+    def media_noted(self) -> str:
+        """Hash: media ids whose failed download is already in their ticket's timeline."""
+        return f"{self.prefix}media-noted"
