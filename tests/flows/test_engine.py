@@ -53,7 +53,11 @@ def test_a_report_with_a_grid_is_dispatched_to_that_grid(flow: Flow) -> None:
         "dispatched", "grid", "grid_team", GRID, "red", "two_level"
     )
     assert s.deadline == at("2026-11-25 10:00") and s.flow_version == flow.version
-    assert kinds(result) == [("set_deadline", "intake"), ("assign", "push_task"), ("notify", "push_task")]
+    assert kinds(result) == [
+        ("set_deadline", "intake"), ("assign", "push_task"), ("notify", "push_task"), ("notify", "push_task")
+    ]
+    # the worker gets the task, and the grid's work group hears of it
+    assert [a.param("to") for a in result.actions if a.kind == "notify"] == ["assignee", "grid_group"]
     assign = result.actions[1]
     assert dict(assign.params) == {"level": "grid", "unit": "grid_team", "grid": GRID}
     assert set(timers(result)) == {t.id for t in pending_timers(flow, s)}
@@ -130,7 +134,8 @@ def test_yellow_card_at_the_deadline_and_red_at_twice_then_escalation(flow: Flow
         "from_level": "grid", "level": "street", "unit": "street_centre", "ladder": "two_level", "label": "一级响应"
     }
     assert [a.rule for a in escalated.actions if a.kind not in ("schedule", "cancel_timers")] == [
-        "red_card", "red_card", "red_card", "red_card", "restart_deadline", "push_task", "push_task", "tell_escalated"
+        "red_card", "red_card", "red_card", "red_card", "restart_deadline", "push_task", "push_task", "push_task",
+        "tell_escalated",
     ]
 
 
