@@ -645,28 +645,21 @@ def _not_configured(what: str, missing: str) -> web.Response:
     return web.Response(status=503, text=f"{what} is not configured: set {missing} and restart the service\n")
 
 
-async def _mp(request: web.Request) -> web.StreamResponse:
+_CALLBACKS = {"mp": "the WeChat official account", "work": "the WeCom app", "robot": "the WeCom group robot callback"}
+
+
+async def _callback(request: web.Request) -> web.StreamResponse:
+    """/wechat/mp, /wechat/work and /wechat/robot: to the channel, or 503 naming what is missing."""
+    name = request.match_info["channel"]
     wiring = request.app[WECHAT]
-    if wiring.mp is None:
-        return _not_configured("the WeChat official account", wiring.mp_missing)
-    handler = wiring.mp.verify_url if request.method == "GET" else wiring.mp.receive
-    return await handler(request)
-
-
-async def _work(request: web.Request) -> web.StreamResponse:
-    wiring = request.app[WECHAT]
-    if wiring.work is None:
-        return _not_configured("the WeCom app", wiring.work_missing)
-    handler = wiring.work.verify_url if request.method == "GET" else wiring.work.receive
-    return await handler(request)
-
-
-async def _robot(request: web.Request) -> web.StreamResponse:
-    wiring = request.app[WECHAT]
-    if wiring.robot is None:
-        return _not_configured("the WeCom group robot callback", wiring.robot_missing)
-    handler = wiring.robot.verify_url if request.method == "GET" else wiring.robot.receive
-    return await handler(request)
+    channel, missing = {
+        "mp": (wiring.mp, wiring.mp_missing),
+        "work": (wiring.work, wiring.work_missing),
+        "robot": (wiring.robot, wiring.robot_missing),
+    }[name]
+    if channel is None:
+        return _not_configured(_CALLBACKS[name], missing)
+    return await (channel.verify_url(request) if request.method == "GET" else channel.receive(request))
 
 
 async def _task_page(request: web.Request) -> web.StreamResponse:
@@ -678,12 +671,9 @@ async def _task_page(request: web.Request) -> web.StreamResponse:
 def setup(app: web.Application) -> None:
     """Mount /wechat/mp, /wechat/work, /wechat/robot and /tasks/{number}; wire them at start."""
     app[WECHAT] = WechatWiring()
-    app.router.add_route("GET", "/wechat/mp", _mp)
-    app.router.add_route("POST", "/wechat/mp", _mp)
-    app.router.add_route("GET", "/wechat/work", _work)
-    app.router.add_route("POST", "/wechat/work", _work)
-    app.router.add_route("GET", "/wechat/robot", _robot)
-    app.router.add_route("POST", "/wechat/robot", _robot)
+    callbacks = "/wechat/{channel:" + "|".join(_CALLBACKS) + "}"
+    app.router.add_route("GET", callbacks, _callback)
+    app.router.add_route("POST", callbacks, _callback)
     app.router.add_route("GET", "/tasks/{number}", _task_page)
     app.router.add_route("POST", "/tasks/{number}", _task_page)
     app.cleanup_ctx.append(_wire)

@@ -15,26 +15,15 @@ passive here and leaves through the `AsyncSender`.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 from xml.etree.ElementTree import Element
 
-from aiohttp import web
-
 from integrations.base import IncomingMessage, MessageHandler, MessageKind
-from integrations.wechat.callback import (
-    MAX_BODY_BYTES,
-    AsyncSender,
-    Callback,
-    Deduplicator,
-    ReplyRunner,
-    error_response,
-    read_body,
-)
-from integrations.wechat.crypto import CallbackCrypto, CallbackError, check_timestamp
-from integrations.wechat.xmlmsg import MalformedXmlError, parse_fields, parse_root, robot_text_reply_xml
+from integrations.wechat.callback import MAX_BODY_BYTES, AsyncSender, Callback, Deduplicator, ReplyRunner
+from integrations.wechat.work import WecomChannel
+from integrations.wechat.xmlmsg import MalformedXmlError, parse_root, robot_text_reply_xml
 
 CHANNEL = "wecom"
 ROBOT_KEY = "robot_key"  # extra: the key of the robot's webhook, which identifies the robot
@@ -107,47 +96,16 @@ def _passive(callback: Callback, text: str) -> str:
     return robot_text_reply_xml(text)
 
 
-class WecomRobotChannel:
-    """Group robot callback adapter; `routes()` go on the app, `drain()` on shutdown."""
+class WecomRobotChannel(WecomChannel):
+    """Group robot callback adapter: WeCom's app callback with the robot's message format."""
 
     name = "wecom_robot"
 
     def __init__(
         self, config: RobotCallbackConfig, handler: MessageHandler, dedup: Deduplicator, sender: AsyncSender
     ) -> None:
-        self._config = config
-        self._crypto = CallbackCrypto(config.token, config.encoding_aes_key, "")  # WeCom: "receiveid 传空字符串"
-        self._runner = ReplyRunner(handler, dedup, sender, config.reply_budget_seconds, render_passive=_passive)
+        runner = ReplyRunner(handler, dedup, sender, config.reply_budget_seconds, render_passive=_passive)
+        self._setup(config, "", runner)  # WeCom: "receiveid 传空字符串"
 
-    def routes(self) -> list[web.RouteDef]:
-        return [web.get(self._config.path, self.verify_url), web.post(self._config.path, self.receive)]
-
-    async def drain(self, timeout: float = 10.0) -> None:
-        await self._runner.drain(timeout)
-
-    async def verify_url(self, request: web.Request) -> web.Response:
-        q = request.query
-        try:
-            check_timestamp(q.get("timestamp", ""), self._config.max_clock_skew)
-            echo = self._crypto.decrypt(
-                q.get("msg_signature", ""), q.get("timestamp", ""), q.get("nonce", ""), q.get("echostr", "")
-            )
-        except CallbackError as exc:
-            return error_response(request, exc)
-        return web.Response(body=echo, content_type="text/plain")
-
-    async def receive(self, request: web.Request) -> web.StreamResponse:
-        started = asyncio.get_running_loop().time()
-        q = request.query
-        timestamp, nonce = q.get("timestamp", ""), q.get("nonce", "")
-        try:
-            body = await read_body(request, self._config.max_body_bytes)
-            check_timestamp(timestamp, self._config.max_clock_skew)
-            encrypted = parse_fields(body).get("Encrypt")
-            if not encrypted:
-                raise MalformedXmlError("robot callback without Encrypt")
-            plain = self._crypto.decrypt(q.get("msg_signature", ""), timestamp, nonce, encrypted)
-            callback = decode_robot_callback(plain, datetime.now(UTC))
-        except CallbackError as exc:
-            return error_response(request, exc)
-        return await self._runner.respond(request, callback, started, self._crypto)
+    def _decode(self, plain: bytes) -> Callback:
+        return decode_robot_callback(plain, datetime.now(UTC))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from aiohttp import web
 from wechatpy.enterprise import parse_message
@@ -22,6 +22,7 @@ from integrations.base import MessageHandler
 from integrations.wechat.callback import (
     MAX_BODY_BYTES,
     AsyncSender,
+    Callback,
     Deduplicator,
     ReplyRunner,
     decode_callback,
@@ -51,6 +52,21 @@ class WecomCallbackConfig:
             raise ValueError("reply_budget_seconds must be between 0 and 5")
 
 
+class EncryptedCallbackSettings(Protocol):
+    """What an always-encrypted WeCom callback needs (the app's and the group robots')."""
+
+    @property
+    def token(self) -> str: ...
+    @property
+    def encoding_aes_key(self) -> str: ...
+    @property
+    def max_clock_skew(self) -> int: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def max_body_bytes(self) -> int: ...
+
+
 class WecomChannel:
     """WeCom app callback adapter; `routes()` go on the app, `drain()` on shutdown."""
 
@@ -63,9 +79,19 @@ class WecomChannel:
         dedup: Deduplicator,
         sender: AsyncSender,
     ) -> None:
+        self._corp_id = config.corp_id
+        self._setup(config, config.corp_id, ReplyRunner(handler, dedup, sender, config.reply_budget_seconds))
+
+    def _setup(self, config: EncryptedCallbackSettings, receive_id: str, runner: ReplyRunner) -> None:
         self._config = config
-        self._crypto = CallbackCrypto(config.token, config.encoding_aes_key, config.corp_id)
-        self._runner = ReplyRunner(handler, dedup, sender, config.reply_budget_seconds)
+        self._crypto = CallbackCrypto(config.token, config.encoding_aes_key, receive_id)
+        self._runner = runner
+
+    def _decode(self, plain: bytes) -> Callback:
+        """The decrypted message body → `Callback`."""
+        fields = parse_fields(plain)
+        agent = (("agent_id", fields["AgentID"]),) if fields.get("AgentID") else ()
+        return decode_callback(parse_message, plain, fields, CHANNEL, self._corp_id, agent)
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get(self._config.path, self.verify_url), web.post(self._config.path, self.receive)]
@@ -91,14 +117,11 @@ class WecomChannel:
         try:
             body = await read_body(request, self._config.max_body_bytes)
             check_timestamp(timestamp, self._config.max_clock_skew)
-            envelope = parse_fields(body)
-            encrypted = envelope.get("Encrypt")
+            encrypted = parse_fields(body).get("Encrypt")
             if not encrypted:
                 raise MalformedXmlError("WeCom body without Encrypt")
             plain = self._crypto.decrypt(q.get("msg_signature", ""), timestamp, nonce, encrypted)
-            fields = parse_fields(plain)
-            agent = (("agent_id", fields["AgentID"]),) if fields.get("AgentID") else ()
-            callback = decode_callback(parse_message, plain, fields, CHANNEL, self._config.corp_id, agent)
+            callback = self._decode(plain)
         except CallbackError as exc:
             return error_response(request, exc)
         return await self._runner.respond(request, callback, started, self._crypto)
