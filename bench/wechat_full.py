@@ -10,6 +10,10 @@ in life.
 
     .venv/bin/python bench/wechat_full.py --rate 300 --seconds 10 [--processes 2] [--redis redis://…/15]
 
+The WeChat and WeCom APIs are the tests' fake (tests/fakes/wechat_api.py) in a process of its
+own, so what the service sends while it answers (late replies, task cards, the grid robots'
+pushes) is really delivered, as in production, rather than failing against an unreachable host.
+
 Target (issue 5): p99 <= 100 ms at 300 callbacks/s. Keys go under a fresh prefix, removed after.
 """
 
@@ -18,10 +22,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
+import sys
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from urllib.parse import urlencode
 
 import aiohttp
@@ -38,7 +45,28 @@ STEPS = ("{place}门口垃圾好几天没人清理了，臭得很（{i}）", "�
 PLACES = ("金桥小区", "龙湖花园", "松林苑", "翠湖家园", "玉峰花园", "幸福小区3栋")
 
 
-async def serve(conn: Connection, redis_url: str, prefix: str, port: int) -> None:
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def fake_api(conn: Connection) -> None:
+    sys.path.insert(0, str(ROOT))  # the fake lives with the tests
+    from flows import GridDirectory
+    from tests.fakes.wechat_api import FakeWeChatApi
+
+    directory = GridDirectory.load(ROOT / "flows" / "directory" / "sample.yaml")
+    fake = FakeWeChatApi(app_id=APP_ID, robot_keys=tuple(g.robot_key for g in directory.grids if g.robot_key))
+    await fake.start()
+    conn.send(fake.base_url)
+    await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # until told to stop
+    conn.send(dict(Counter(m.api for m in fake.sent)))
+    await fake.close()
+
+
+def fake_main(conn: Connection) -> None:
+    asyncio.run(fake_api(conn))
+
+
+async def serve(conn: Connection, redis_url: str, prefix: str, port: int, api_base: str) -> None:
     from bot.app import create_app
     from bot.config import load_config
 
@@ -49,7 +77,14 @@ async def serve(conn: Connection, redis_url: str, prefix: str, port: int) -> Non
             "GRIDBOT_WECHAT__TOKEN": TOKEN,
             "GRIDBOT_WECHAT__ENCODING_AES_KEY": AES_KEY,
             "GRIDBOT_WECHAT__APP_ID": APP_ID,
+            "GRIDBOT_WECHAT__APP_SECRET": "mp-secret",  # the fake's defaults
+            "GRIDBOT_WECHAT__API_BASE": api_base,
             "GRIDBOT_WECHAT__MAX_CLOCK_SKEW": "0",
+            "GRIDBOT_WECOM__CORP_ID": "wwfakecorp",
+            "GRIDBOT_WECOM__AGENT_ID": "1000002",
+            "GRIDBOT_WECOM__SECRET": "corp-secret",
+            "GRIDBOT_WECOM__API_BASE": api_base,
+            "GRIDBOT_SERVICE__LINK_SECRET": "bench-link-secret",
         }
     )
     runner = web.AppRunner(create_app(config), access_log=None)
@@ -73,8 +108,8 @@ async def serve(conn: Connection, redis_url: str, prefix: str, port: int) -> Non
     conn.send(tickets)
 
 
-def server_main(conn: Connection, redis_url: str, prefix: str, port: int) -> None:
-    asyncio.run(serve(conn, redis_url, prefix, port))
+def server_main(conn: Connection, redis_url: str, prefix: str, port: int, api_base: str) -> None:
+    asyncio.run(serve(conn, redis_url, prefix, port, api_base))
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,10 +186,14 @@ def main() -> None:
     args = parser.parse_args()
     prefix = f"bench-full:{uuid.uuid4().hex[:8]}:"
     ctx = mp.get_context("spawn")
+    fake_pipe, fake_child = ctx.Pipe()
+    fake = ctx.Process(target=fake_main, args=(fake_child,), daemon=True)
+    fake.start()
+    api_base = fake_pipe.recv()
     pipes, servers, port = [], [], 0
     for _ in range(args.processes):  # the first picks a port, the others join it (SO_REUSEPORT)
         parent, child = ctx.Pipe()
-        server = ctx.Process(target=server_main, args=(child, args.redis, prefix, port), daemon=True)
+        server = ctx.Process(target=server_main, args=(child, args.redis, prefix, port, api_base), daemon=True)
         server.start()
         port = parent.recv()  # the NLU is trained (or loaded from its cache) before this
         pipes.append(parent)
@@ -168,8 +207,11 @@ def main() -> None:
             print(f"server process CPU: {cpu:.1f} s = {cpu * 1000 / (args.rate * args.seconds):.2f} ms a callback")
         if pipes[0].poll(30):
             print(f"tickets opened: {pipes[0].recv()}")
-        for server in servers:
-            server.join(timeout=10)
+        fake_pipe.send("stop")
+        if fake_pipe.poll(30):
+            print(f"sent to the fake WeChat/WeCom API: {fake_pipe.recv()}")
+        for process in (*servers, fake):
+            process.join(timeout=10)
 
 
 if __name__ == "__main__":
