@@ -97,7 +97,11 @@ class TicketService:
             grid = self._directory.route_address(draft.description)
         return grid.code if grid else None
 
-    async def open(self, channel: str, reporter_id: str, draft: ReportDraft, now: datetime) -> Ticket:
+    async def open(
+        self, channel: str, reporter_id: str, draft: ReportDraft, now: datetime, acknowledge: str = ""
+    ) -> Ticket:
+        """Number, route and store a new ticket. `acknowledge`: a notification template the
+        resident gets through the outbox, written with the ticket (e.g. the hotline's SMS)."""
         flow = self.flow
         number = await self.store.allocate_number(now)
         grid_code = self.route(draft)
@@ -128,14 +132,13 @@ class TicketService:
             timeline=(created,),
         )
         change = self._record(ticket, result, actor="system", now=now)
+        extra = []
         if draft.emergency:
-            alert = Notification(ticket=number, template="notify/emergency_alert", audience="duty_dispatcher")
-            change = Change(
-                ticket=change.ticket,
-                notifications=(alert, *change.notifications),
-                timers=change.timers,
-                cancel_timers=change.cancel_timers,
-            )
+            extra.append(Notification(ticket=number, template="notify/emergency_alert", audience="duty_dispatcher"))
+        if acknowledge:
+            extra.append(Notification(ticket=number, template=acknowledge, audience="resident"))
+        if extra:
+            change = dataclasses.replace(change, notifications=(*extra, *change.notifications))
         await self.store.create(change)
         if ticket.media_ids:  # a photo whose download failed before the ticket existed
             await self.note_failed_media(number, ticket.media_ids, now)

@@ -163,17 +163,17 @@ class HotlineConsole:
             phone=phone,
             emergency=emergency,
         )
-        ticket = await self._s.tickets.open(CHANNEL, phone, draft, self._s.clock())
+        # the SMS with the number goes through the outbox, written with the ticket: it survives a
+        # restart and a gateway outage (retries, then the dead-letter list)
+        sms = "not_mobile"
+        if normalize_mobile(phone):
+            sms = "opted_out" if await request.config_dict[SMS].opted_out(phone) else "sent"
+        acknowledge = "notify/hotline_opened" if sms == "sent" else ""
+        ticket = await self._s.tickets.open(CHANNEL, phone, draft, self._s.clock(), acknowledge=acknowledge)
         self._s.metrics.tickets_opened.labels(CHANNEL, category).inc()
         operator = session_of(request).username
         await request.app[ADMIN].record(request, "hotline_ticket", ticket.number, "ok", f"caller {mask_phone(phone)}")
         log_event(log, "ticket_opened", ticket=ticket.number, channel=CHANNEL, operator=operator, phone=phone)
-        view = self._s.tickets.view(ticket)
-        sms = "not_mobile"
-        if normalize_mobile(phone):
-            text = self._s.replies.render("hotline_opened", channel="sms", t=view)
-            sent = await request.config_dict[SMS].notify(phone, text, f"{ticket.number}:hotline-opened")
-            sms = "sent" if sent else "opted_out"
         return web.json_response({"ticket": self._ticket_json(ticket), "sms": sms}, dumps=_dumps)
 
     async def lookup(self, request: web.Request) -> web.Response:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bot.app import SERVICES
-from bot.sms import SMS
+from bot.outbox import OUTBOX
 from tests.admin.helpers import PASSWORD, make_user
 
 CHROMIUM = "/usr/bin/chromium"
@@ -76,7 +76,7 @@ async def test_an_operator_files_a_ticket_for_a_caller(hotline_client, redis, ke
     services = hotline_client.server.app[SERVICES]
     ticket = await services.tickets.store.get(number)
     assert ticket is not None and (ticket.channel, ticket.phone) == ("hotline", CALLER)
-    await hotline_client.server.app[SMS].drain()
+    await hotline_client.server.app[OUTBOX].run_once()
     assert sms_gateway.to(CALLER)[0].startswith(f"工单号{number}")
 
     # the caller rings again: look the ticket up by phone and read its status aloud

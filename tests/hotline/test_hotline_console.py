@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bot.admin.audit import AuditLog
 from bot.app import SERVICES
+from bot.outbox import OUTBOX
 from bot.sms import SMS
 from tests.admin.helpers import csrf_of, logged_in
 from tests.sms.conftest import Texter, report, resolve
@@ -82,7 +83,7 @@ async def test_filing_for_a_caller_opens_a_hotline_ticket_and_texts_the_number(
         CALLER,
         "sanitation",
     )
-    await hotline_client.server.app[SMS].drain()
+    await hotline_client.server.app[OUTBOX].run_once()  # the SMS was written with the ticket
     (sms,) = sms_gateway.to(CALLER)
     assert sms.startswith(f"工单号{number}")
 
@@ -112,8 +113,34 @@ async def test_a_caller_who_opted_out_gets_no_sms(hotline_client, redis, key_pre
     csrf = await open_console(hotline_client, redis, key_prefix)
     body = await (await file(hotline_client, csrf)).json()
     assert body["sms"] == "opted_out"
+    await hotline_client.server.app[OUTBOX].run_once()
     await hotline_client.server.app[SMS].drain()
     assert len(sms_gateway.to(CALLER)) == 1  # only the 退订 confirmation
+
+
+async def test_the_number_reaches_the_caller_even_when_the_sms_gateway_is_down_at_filing(
+    hotline_client, redis, key_prefix, sms_gateway, clock
+) -> None:
+    csrf = await open_console(hotline_client, redis, key_prefix)
+    sms_gateway.fail_next = 100  # the gateway answers 503 for now
+    number = (await (await file(hotline_client, csrf)).json())["ticket"]["number"]
+    outbox = hotline_client.server.app[OUTBOX]
+    await outbox.run_once()
+    assert sms_gateway.to(CALLER) == []
+    sms_gateway.fail_next = 0  # back up; the retry is due after the backoff
+    clock.advance(minutes=5)
+    await outbox.run_once()
+    (sms,) = sms_gateway.to(CALLER)
+    assert sms.startswith(f"工单号{number}")
+
+
+async def test_a_landline_caller_gets_no_sms_later_either(hotline_client, redis, key_prefix, sms_gateway) -> None:
+    csrf = await open_console(hotline_client, redis, key_prefix)
+    number = (await (await file(hotline_client, csrf, phone="023-8888 9999")).json())["ticket"]["number"]
+    services = hotline_client.server.app[SERVICES]
+    await resolve(services, number)  # 请评价 goes to the resident: not to a landline by SMS
+    await hotline_client.server.app[OUTBOX].run_once()
+    assert sms_gateway.requests == 0
 
 
 async def test_a_landline_caller_is_told_the_number_by_the_operator(hotline_client, redis, key_prefix) -> None:
