@@ -2,7 +2,10 @@
 
 A ticket changes state only through the flow engine (`flows.step`); this module stores the
 result together with what it causes — timeline entries, notifications in the outbox stream,
-timers in the sorted set — in one MULTI/EXEC, so a crash never leaves half a change.
+timers in the sorted set — atomically, so a crash never leaves half a change. A new ticket is
+one Lua call; a change is one MULTI/EXEC under WATCH whose side effects are one Lua call inside
+it (a ticket change used to be some twenty commands, and packing them cost more CPU than the
+rest of opening a ticket).
 """
 
 from __future__ import annotations
@@ -117,15 +120,14 @@ class TicketStore:
         self._prefix = number_prefix
         self._tz = tz
         self._claim_failed = redis.register_script(_CLAIM_FAILED_MEDIA)
+        self._next_in_sequence = redis.register_script(_NEXT_IN_SEQUENCE)
+        self._create = redis.register_script(_CREATE)
+        self._effects = redis.register_script(_EFFECTS)
 
     async def allocate_number(self, now: datetime) -> str:
         """`<prefix><YYYYMMDD><daily sequence>`; INCR makes it unique across processes."""
         day = now.astimezone(self._tz).strftime("%Y%m%d")
-        key = self._keys.ticket_sequence(day)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, 3 * 86400)
-            seq, _ = await pipe.execute()
+        seq = await self._next_in_sequence(keys=[self._keys.ticket_sequence(day)], args=[3 * 86400])
         return f"{self._prefix}{day}{int(seq):0{TICKET_NUMBER_DIGITS}d}"
 
     async def get(self, number: str) -> Ticket | None:
@@ -148,16 +150,16 @@ class TicketStore:
     async def create(self, change: Change) -> None:
         t = change.ticket
         created = datetime.fromisoformat(t.created_at).timestamp()
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._keys.ticket(t.number), t.to_json(), nx=True)
-            pipe.zadd(self._keys.tickets_by_reporter(t.channel, t.reporter_id), {t.number: created})
-            pipe.zadd(self._keys.all_tickets(), {t.number: created})
-            pipe.sadd(self._keys.tickets_by_status(t.status), t.number)
-            for media_id in t.media_ids:
-                pipe.set(self._keys.media_ticket(media_id), t.number, ex=MEDIA_TICKET_SECONDS)
-            self._queue_effects(pipe, change)
-            result = await pipe.execute()
-        if not result[0]:
+        keys = [
+            self._keys.ticket(t.number),
+            self._keys.tickets_by_reporter(t.channel, t.reporter_id),
+            self._keys.all_tickets(),
+            self._keys.tickets_by_status(t.status),
+            *self._effect_keys(t.number),
+            *(self._keys.media_ticket(m) for m in t.media_ids),
+        ]
+        args = [t.to_json(), t.number, created, _effects_json(change), MEDIA_TICKET_SECONDS]
+        if not await self._create(keys=keys, args=args):
             raise RuntimeError(f"ticket number {t.number} already taken")
 
     async def update(self, number: str, apply: Callable[[Ticket], Change | None]) -> Change | None:
@@ -184,7 +186,10 @@ class TicketStore:
                     if after.status != before.status:
                         pipe.srem(self._keys.tickets_by_status(before.status), number)
                         pipe.sadd(self._keys.tickets_by_status(after.status), number)
-                    self._queue_effects(pipe, change)
+                    if change.timers or change.notifications or change.cancel_timers:
+                        await self._effects(
+                            keys=self._effect_keys(number), args=[_effects_json(change)], client=pipe
+                        )
                     await pipe.execute()
                     return change
                 except WatchError:
@@ -203,18 +208,65 @@ class TicketStore:
         claimed = await self._claim_failed(keys=[self._keys.media_failed(), self._keys.media_noted()], args=media_ids)
         return [(str(claimed[i]), str(claimed[i + 1])) for i in range(0, len(claimed), 2)]
 
-    def _queue_effects(self, pipe: Any, change: Change) -> None:
-        number = change.ticket.number
-        timers_key = self._keys.timers()
-        own_timers = self._keys.ticket_timers(number)
-        if change.cancel_timers:
-            pipe.eval(_CANCEL_TIMERS, 2, timers_key, own_timers)
-        for timer_id, due in change.timers:
-            member = timer_member(number, timer_id)
-            pipe.zadd(timers_key, {member: due.timestamp()})
-            pipe.sadd(own_timers, member)
-        for note in change.notifications:
-            pipe.xadd(self._keys.outbox(), note.to_fields(), maxlen=1_000_000, approximate=True)
+    def _effect_keys(self, number: str) -> list[str]:
+        return [self._keys.timers(), self._keys.ticket_timers(number), self._keys.outbox()]
+
+
+def _effects_json(change: Change) -> str:
+    """A change's side effects for the Lua below: timers to (re)arm, notifications to queue."""
+    number = change.ticket.number
+    return json.dumps(
+        {
+            "cancel": change.cancel_timers,
+            "timers": [[timer_member(number, timer_id), due.timestamp()] for timer_id, due in change.timers],
+            "notes": [[x for pair in n.to_fields().items() for x in pair] for n in change.notifications],
+        },
+        ensure_ascii=False,
+    )
+
+
+# Side effects of a ticket change. KEYS: the due-time set, the ticket's own timers, the outbox
+# stream; `e` = cjson.decode(effects json). Pending timers are cancelled first, then re-armed.
+_APPLY_EFFECTS = """
+local function apply_effects(timers, own, outbox, e)
+  if e.cancel then
+    for _, m in ipairs(redis.call("SMEMBERS", own)) do redis.call("ZREM", timers, m) end
+    redis.call("DEL", own)
+  end
+  for _, t in ipairs(e.timers) do
+    redis.call("ZADD", timers, string.format("%.6f", t[2]), t[1])
+    redis.call("SADD", own, t[1])
+  end
+  for _, n in ipairs(e.notes) do
+    redis.call("XADD", outbox, "MAXLEN", "~", 1000000, "*", unpack(n))
+  end
+end
+"""
+
+# KEYS 1-3 as above; ARGV[1] the effects json.
+_EFFECTS = _APPLY_EFFECTS + """
+apply_effects(KEYS[1], KEYS[2], KEYS[3], cjson.decode(ARGV[1]))
+"""
+
+# KEYS: ticket, by reporter, all tickets, by status, the three effect keys, then one per photo
+# (photo -> ticket). ARGV: ticket json, number, created (epoch), effects json, photo link TTL.
+# 0 when the number is taken: nothing is written.
+_CREATE = _APPLY_EFFECTS + """
+if not redis.call("SET", KEYS[1], ARGV[1], "NX") then return 0 end
+redis.call("ZADD", KEYS[2], ARGV[3], ARGV[2])
+redis.call("ZADD", KEYS[3], ARGV[3], ARGV[2])
+redis.call("SADD", KEYS[4], ARGV[2])
+for i = 8, #KEYS do redis.call("SET", KEYS[i], ARGV[2], "EX", ARGV[5]) end
+apply_effects(KEYS[5], KEYS[6], KEYS[7], cjson.decode(ARGV[4]))
+return 1
+"""
+
+# KEYS[1] the day's counter; ARGV[1] its TTL. The next number of the day.
+_NEXT_IN_SEQUENCE = """
+local n = redis.call("INCR", KEYS[1])
+redis.call("EXPIRE", KEYS[1], ARGV[1])
+return n
+"""
 
 
 # KEYS[1] media id -> failure, KEYS[2] media ids already noted; ARGV media ids.
@@ -229,15 +281,6 @@ for _, id in ipairs(ARGV) do
   end
 end
 return out
-"""
-
-
-# Remove every pending timer of one ticket: KEYS[1] the due-time set, KEYS[2] the ticket's own set.
-_CANCEL_TIMERS = """
-local members = redis.call("SMEMBERS", KEYS[2])
-for _, m in ipairs(members) do redis.call("ZREM", KEYS[1], m) end
-redis.call("DEL", KEYS[2])
-return #members
 """
 
 

@@ -14,6 +14,7 @@ rest of a period lands on its end (17:30), not on the next morning.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections.abc import Iterable
@@ -100,6 +101,13 @@ def library_years() -> range:
     return range(years[0], years[-1] + 1)
 
 
+@functools.lru_cache(maxsize=4096)
+def _official_workday(day: date) -> bool:
+    """chinese_calendar's answer, remembered: it scans its whole holiday table on every call
+    (most of the CPU of opening a ticket), and a day's answer never changes."""
+    return bool(chinese_calendar.is_workday(day))
+
+
 class WorkCalendar:
     """Working days and hours in one time zone; pure arithmetic, no clock."""
 
@@ -137,7 +145,7 @@ class WorkCalendar:
                 return False
             return day.weekday() < 5
         if day.year in self.library:
-            return bool(chinese_calendar.is_workday(day))
+            return _official_workday(day)
         if self.fallback == "weekends":
             return day.weekday() < 5
         raise CalendarError(
