@@ -43,8 +43,8 @@ from bot.logs import log_event, mask_phone
 from bot.replies import Replies
 from bot.ticketing import TicketService, TicketView
 from bot.tickets import Ticket
-from integrations.sms.phone import normalize_mobile
 from flows import Grid, GridDirectory
+from integrations.sms.phone import normalize_mobile
 
 log = logging.getLogger("gridbot.outbox")
 
@@ -225,10 +225,8 @@ class Audiences:
             channel = self.RESIDENT_CHANNELS.get(ticket.channel)
             if channel is None:
                 return []  # rest / cli / open311: the resident looks the ticket up
-            if channel == "sms":  # a landline caller cannot be texted: the operator tells them
-                recipient = normalize_mobile(ticket.phone or "") or ""
-            else:
-                recipient = ticket.reporter_id
+            # a landline caller cannot be texted: the operator tells them
+            recipient = normalize_mobile(ticket.phone or "") if channel == "sms" else ticket.reporter_id
             return [(channel, recipient)] if recipient else []
         if audience == "assignee":
             if state.assignee:
