@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 
 from bot.config import Config
 from bot.dialogue import Dialogue, DialogueSettings
+from bot.directory_holder import DirectoryStore, LiveDirectory
 from bot.dispatcher import Dispatcher
 from bot.flow_versions import FlowVersions
 from bot.keys import Keys
@@ -26,7 +27,7 @@ from bot.replies import Replies
 from bot.ticketing import FlowHolder, TicketService
 from bot.tickets import TicketStore
 from bot.timers import TimerRunner
-from flows import FlowError, GridDirectory
+from flows import FlowError
 from nlu.embedded import EmbeddedNlu
 from nlu.taxonomy import load_categories
 from nlu.types import NluBackend
@@ -47,7 +48,8 @@ class Services:
     replies: Replies
     flows: FlowHolder
     flow_versions: FlowVersions
-    directory: GridDirectory | None
+    directory: LiveDirectory | None  # follows imports in any process (bot/directory_holder.py)
+    directory_store: DirectoryStore
     tickets: TicketService
     nlu: NluBackend
     dispatcher: Dispatcher
@@ -93,8 +95,10 @@ async def build_services(config: Config, clock: Clock | None = None, nlu: NluBac
     metrics = Metrics()
     replies = Replies(config.path(config.templates.override_dir), tz=tz)
     categories = load_categories()
-    directory = GridDirectory.load(config.path(config.flows.directory)) if config.flows.directory else None
     redis = config.redis.connect()
+    directory_store = DirectoryStore(redis, keys)
+    directory_file = config.path(config.flows.directory) if config.flows.directory else None
+    directory = await directory_store.seed(directory_file, clock()) if directory_file else None
     versions = FlowVersions(redis, keys, [c.id for c in categories], template_names(replies))
     flow_file = config.path(config.flows.file)
     try:
@@ -107,6 +111,9 @@ async def build_services(config: Config, clock: Clock | None = None, nlu: NluBac
     holder = FlowHolder(flow)
     tickets = TicketService(store, holder, directory, {c.id: c.name_zh for c in categories}, versions)
     nlu = nlu or build_nlu(config, metrics, directory.place_names() if directory else ())
+    if directory is not None:
+        # an injected NLU keeps its places at start-up; every later directory brings its own
+        directory.on_replace(lambda new: nlu.set_places(new.place_names()))
     dialogue = Dialogue(
         tickets,
         replies,
@@ -117,7 +124,10 @@ async def build_services(config: Config, clock: Clock | None = None, nlu: NluBac
         ),
     )
     dispatcher = Dispatcher(redis, keys, nlu, dialogue, replies, metrics, config.dialogue, clock)
-    return Services(config, redis, keys, metrics, replies, holder, versions, directory, tickets, nlu, dispatcher, clock)
+    return Services(
+        config, redis, keys, metrics, replies, holder, versions, directory, directory_store, tickets, nlu, dispatcher,
+        clock,
+    )
 
 
 SERVICES = web.AppKey("services", Services)
@@ -192,6 +202,8 @@ def create_app(
         services = await build_services(config, clock=clock, nlu=nlu)
         app[SERVICES] = services
         tasks = [asyncio.create_task(follow_flow_changes(services))]
+        if services.directory is not None:
+            tasks.append(asyncio.create_task(services.directory_store.follow(services.directory)))
         if config.flows.timer_interval_seconds > 0:
             runner = TimerRunner(services.redis, services.keys, services.tickets, services.clock)
             tasks.append(asyncio.create_task(runner.run_forever(config.flows.timer_interval_seconds)))

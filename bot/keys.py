@@ -68,6 +68,23 @@ class Keys:
         """Pub/sub channel: a new flow version became current."""
         return f"{self.prefix}flow:changed"
 
+    # the grid directory (bot/directory_holder.py): the current one, every version ever current
+    def directory_current(self) -> str:
+        """The current directory's version (what every process compares with its own)."""
+        return f"{self.prefix}directory:current"
+
+    def directory_text(self) -> str:
+        """JSON: version, text, author, at, source, written (epoch seconds) of the current directory."""
+        return f"{self.prefix}directory:text"
+
+    def directory_versions(self) -> str:
+        """Hash: version -> epoch seconds when it first became current (a stale file is recognised)."""
+        return f"{self.prefix}directory:versions"
+
+    def directory_changed(self) -> str:
+        """Pub/sub channel: a new grid directory became current."""
+        return f"{self.prefix}directory:changed"
+
     # admin console (bot/admin): users, sessions, lock-out counters, audit log
     def admin_user(self, username: str) -> str:
         return f"{self.prefix}admin-user:{username}"

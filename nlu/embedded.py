@@ -3,7 +3,8 @@
 - intent model: every example, labels = intents (report_issue+<id> counted as report_issue);
 - category model: the report_issue examples, labels = category ids (or a bring-your-own
   category model from ``gridbot nlu train``, see nlu.byo);
-- entities: nlu.entities (the data's regexes and lookups plus the caller's place names);
+- entities: nlu.entities (the data's regexes and lookups plus the caller's place names, which
+  ``set_places`` replaces while running: the app calls it when a new grid directory is imported);
 - emergencies: nlu.emergency (rules, recall first).
 
 Cache: with a cache_dir the trained arrays are stored in ``<cache_dir>/<key>/`` where key =
@@ -63,11 +64,19 @@ class EmbeddedNlu:
         self.intent_model, self.category_model = self._models(data, cache_dir)
         if category_model is not None:
             self.category_model = LinearTextModel.load(category_model, "category")
-        self._entities = EntityExtractor(data.regexes, (*data.lookup("address"), *places))
+        self.set_places(places)
 
     @property
     def ready(self) -> bool:
         return True
+
+    def set_places(self, names: Iterable[str]) -> None:
+        """Replace the caller's place names (the grid directory's); the data's own lookup stays.
+
+        The new extractor is built first and swapped in with one assignment, so a parse running
+        meanwhile (in this or another thread) uses the old names or the new, never a mixture.
+        """
+        self._entities = EntityExtractor(self.data.regexes, (*self.data.lookup("address"), *names))
 
     async def parse(self, text: str) -> NluResult:
         return self.parse_sync(text)  # ~0.3 ms of CPU: cheaper inline than in a thread

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -184,6 +184,12 @@ class RasaHttpNlu:
     def ready(self) -> bool:
         """True if the Rasa server answered (``/status`` or a parse) within the last ``ready_ttl_s``."""
         return self._last_ok is not None and time.monotonic() - self._last_ok < self.ready_ttl_s
+
+    def set_places(self, names: Iterable[str]) -> None:
+        """Passed on to the fallback backend (its gazetteer fills in the address entities Rasa did not
+        find, and it answers when Rasa cannot). The Rasa server's own lookup tables come from the
+        training data and change only when the model is retrained: nothing is sent to the server."""
+        self.fallback.set_places(names)
 
     async def parse(self, text: str) -> NluResult:
         local_task = asyncio.ensure_future(self.fallback.parse(text))

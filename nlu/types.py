@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -66,3 +67,7 @@ class NluBackend(Protocol):
     def ready(self) -> bool: ...
 
     async def parse(self, text: str) -> NluResult: ...
+
+    def set_places(self, names: Iterable[str]) -> None:
+        """Replace the caller's place names (the grid directory's) for the address entity, at once."""
+        ...

@@ -2,18 +2,22 @@
 
 An imported file is checked with the same loader the service uses (`GridDirectory.from_text`);
 an invalid one is refused with every problem and its line, and nothing is written. A valid
-one replaces the configured directory file (the previous one is kept next to it as
-`<name>.<time>.bak`) and takes effect when the service restarts.
+one is stored in Redis as the current directory (bot/directory_holder.py), which every process
+sharing that Redis switches to at once (routing, workers, notifications, the NLU's place
+names), and replaces the configured directory file of this machine (the previous one is kept
+next to it as `<name>.<time>.bak`). If Redis cannot be written, nothing changes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from bot.admin.context import ADMIN
 from bot.admin.data import all_tickets
@@ -76,17 +80,40 @@ async def directory_import(request: web.Request) -> web.Response:
         return await _page(
             request, 422, problems=exc.problems, error=f"名录文件有 {len(exc.problems)} 处问题，未导入。名录没有变化。"
         )
-    target = _directory_path(ctx.services)
+    services = ctx.services
+    live = services.directory
+    if live is None:
+        await ctx.record(request, "directory.import", upload.filename, "invalid", "no flows.directory configured")
+        return await _page(request, 409, error="配置中没有名录文件（flows.directory），不能导入。名录没有变化。")
+    target = _directory_path(services)
     stamp = ctx.now().strftime("%Y%m%d%H%M%S")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".yaml")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".yaml")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as exc:
+        await ctx.record(request, "directory.import", upload.filename, "refused", f"cannot write: {exc}")
+        return await _page(request, 500, error=f"名录文件无法写入（{exc.strerror or exc}）。名录没有变化。")
+    session = session_of(request)
+    try:
+        version = await services.directory_store.publish(
+            text, author=session.username, source=upload.filename or "上传的文件", now=ctx.now()
+        )
+    except RedisError:
+        os.unlink(tmp)
+        return web.Response(status=503, text="Redis 暂时不可用，名录未导入。名录没有变化。")
     if target.exists():
         shutil.copy2(target, target.with_name(f"{target.name}.{stamp}.bak"))
     os.replace(tmp, target)
-    await ctx.record(request, "directory.import", upload.filename, "ok", f"{len(imported.grids)} grids")
+    # this process at once (the others follow the Redis message); a later import elsewhere wins
+    with contextlib.suppress(RedisError):  # if Redis went away just now, the follower catches up
+        await services.directory_store.refresh(live, known=(version, imported))
+    await ctx.record(
+        request, "directory.import", upload.filename, "ok", f"{len(imported.grids)} grids, version {version}"
+    )
     return await _page(
         request,
-        message=f"已导入 {len(imported.grids)} 个网格，保存为 {target.name}（原文件已备份），重启服务后生效。",
+        message=f"已导入 {len(imported.grids)} 个网格（版本 {version}），已在所有服务进程生效；"
+        f"保存为 {target.name}（原文件已备份）。",
     )
