@@ -131,6 +131,7 @@ async def build_services(config: Config, clock: Clock | None = None, nlu: NluBac
 
 
 SERVICES = web.AppKey("services", Services)
+BACKGROUND = web.AppKey("background", list[asyncio.Task[None]])  # the loops stopped at shutdown
 
 
 async def follow_flow_changes(services: Services) -> None:
@@ -224,15 +225,23 @@ def create_app(
             asyncio.get_running_loop().add_signal_handler(
                 signal.SIGHUP, lambda: tasks.append(asyncio.create_task(reload_flow_file(services)))
             )
+        app[BACKGROUND] = tasks
         log_event(log, "started", flow_version=services.flows.flow.version, nlu=services.nlu.name)
         yield
         await stop_tasks(tasks)
         await services.close()
+
+    async def stop_background(app: web.Application) -> None:
+        # on shutdown, before any cleanup_ctx unwinds: a loop mid-delivery must not find the
+        # channels' HTTP sessions already closed
+        if BACKGROUND in app:
+            await stop_tasks(app[BACKGROUND])
 
     async def open_outbox(app: web.Application) -> None:
         app[OUTBOX].open()  # after every cleanup_ctx started: all channels have registered
 
     app.cleanup_ctx.append(services_ctx)
     app.on_startup.append(open_outbox)
+    app.on_shutdown.append(stop_background)
     routes.setup(app)
     return app

@@ -475,6 +475,7 @@ class WechatWiring:
     robots: RobotQueue | None = None
     digest: OverdueDigest | None = None
     media: MediaKeeper | None = None
+    session: aiohttp.ClientSession | None = None  # every WeChat / WeCom API call goes through it
 
 
 WECHAT = web.AppKey("wechat", WechatWiring)
@@ -556,7 +557,7 @@ async def _wire(app: web.Application) -> AsyncIterator[None]:
     outbox = app[OUTBOX]
     config = services.config
     wiring = app[WECHAT]
-    session = aiohttp.ClientSession()
+    session = wiring.session = aiohttp.ClientSession()
     tokens = RedisTokenStore(services.redis, services.keys)
     dedup = RedisDeduplicator(services.redis, services.keys)
     links = TaskLinks(config.service.link_secret, config.service.public_url, config.service.task_link_ttl_seconds,

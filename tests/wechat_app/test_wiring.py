@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import aiohttp
+from aiohttp import web
 
+from bot.app import BACKGROUND, create_app
 from bot.keys import Keys
-from bot.wechat import RedisTokenStore
+from bot.wechat import WECHAT, RedisTokenStore
 from integrations.wechat import WeChatMpApi, WecomApi
 from tests.fakes.wechat_api import FakeWeChatApi
 
@@ -42,3 +45,23 @@ async def test_a_rejected_token_is_replaced_once_for_every_waiting_caller(fake: 
         await asyncio.gather(*(api.send_text(["ZhangFang00"], f"并发 {i}") for i in range(10)))
     assert fake.wecom_token_fetches == 2
     assert len(fake.sent_to("wecom_app")) == 11
+
+
+async def test_the_delivery_loops_stop_before_the_wechat_session_closes(wechat_config, clock, nlu, redis) -> None:
+    """Shutdown stops the outbox and timer loops first; only then do the channels close their
+    HTTP sessions (a robot push under way once found its session closed)."""
+    config = wechat_config.replace(
+        outbox=dataclasses.replace(wechat_config.outbox, interval_seconds=0.05),
+        flows=dataclasses.replace(wechat_config.flows, timer_interval_seconds=0.05),
+    )
+    app = create_app(config, clock=clock, nlu=nlu)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    loops = app[BACKGROUND]
+    assert len(loops) >= 3 and not any(t.done() for t in loops)
+    await app.shutdown()  # what the runner does first on SIGTERM
+    assert all(t.done() for t in loops)
+    session = app[WECHAT].session
+    assert session is not None and not session.closed
+    await runner.cleanup()
+    assert session.closed
