@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 import getpass
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -25,6 +26,37 @@ def _serve(args: argparse.Namespace) -> int:
     url = f"http://{service.host}:{service.port}/"
     print(f"gridbot: chat with the bot at {url} (REST channel: {url}webhooks/rest/webhook)", flush=True)
     web.run_app(create_app(config, handle_signals=True), host=service.host, port=service.port, print=None)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    """Deliver notifications and fire flow timers, with no HTTP: web processes can then run with
+    `outbox.interval_seconds: 0` and `flows.timer_interval_seconds: 0` and spend their CPU on
+    answering (the loops themselves are safe to run in any number of processes)."""
+    from aiohttp import web
+
+    from bot.app import create_app
+
+    config = load_config(args.config)
+    config = config.replace(
+        outbox=dataclasses.replace(config.outbox, interval_seconds=config.outbox.interval_seconds or 1.0),
+        flows=dataclasses.replace(config.flows, timer_interval_seconds=config.flows.timer_interval_seconds or 1.0),
+    )
+    setup_logging(config.service.log_level)
+
+    async def run() -> None:
+        runner = web.AppRunner(create_app(config, handle_signals=True), handle_signals=False)
+        await runner.setup()  # the services, the channels' deliverers and the loops; no listening socket
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        print("gridbot worker: delivering notifications and firing flow timers (Ctrl-C stops)", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(run())
     return 0
 
 
@@ -67,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="listen port (default from config: service.port)")
     serve.add_argument("--config", default=None, help="path to config.yaml")
     serve.set_defaults(func=_serve)
+    worker = sub.add_parser("worker", help="deliver notifications and fire flow timers (no HTTP)")
+    worker.add_argument("--config", default=None, help="path to config.yaml")
+    worker.set_defaults(func=_worker)
 
     chat = sub.add_parser("chat", help="talk to the bot in the terminal")
     chat.add_argument("--config", default=None, help="path to config.yaml")

@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.conftest import TEST_REDIS_URL
+from tests.fakes.sms_gateway import sms_gateway  # noqa: F401  (the fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 GRIDBOT = ROOT / ".venv" / "bin" / "gridbot"
@@ -104,6 +105,42 @@ async def test_serve_stops_on_sigterm_after_traffic(redis, key_prefix):
                 urllib.request.urlopen(req, timeout=10).read()
         proc.terminate()
         assert proc.wait(timeout=15) is not None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+async def test_worker_delivers_what_a_web_process_queued_and_stops_on_sigterm(
+    redis, key_prefix, config, nlu, sms_gateway  # noqa: F811
+):
+    """`gridbot worker` has no HTTP: it delivers the outbox and fires timers for web processes
+    that run with both loops off."""
+    from bot.app import build_services
+    from bot.ticketing import ReportDraft
+    from tests.fakes.sms_gateway import GATEWAY_SECRET
+
+    services = await build_services(config, nlu=nlu)
+    try:  # a hotline ticket: the caller's SMS is written to the outbox with it
+        draft = ReportDraft(description="楼道灯坏了一周", category="public_facilities", phone="13812345678")
+        ticket = await services.tickets.open("hotline", "13812345678", draft, services.clock(),
+                                             acknowledge="notify/hotline_opened")
+    finally:
+        await services.close()
+    env = {
+        **_env(key_prefix),
+        "GRIDBOT_SMS__GATEWAY_URL": sms_gateway.url,
+        "GRIDBOT_SMS__GATEWAY_SECRET": GATEWAY_SECRET,
+        "GRIDBOT_WECOM__API_BASE": "http://127.0.0.1:9",  # robots: refused at once, never the internet
+    }
+    proc = subprocess.Popen([str(GRIDBOT), "worker"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert "worker" in proc.stdout.readline()
+        (sms,) = await sms_gateway.wait_for(1, phone="13812345678", timeout=20)
+        assert sms.startswith(f"工单号{ticket.number}")
+        proc.terminate()
+        assert proc.wait(timeout=15) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
