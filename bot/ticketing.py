@@ -170,8 +170,9 @@ class TicketService:
         if current is None:
             raise TicketNotFound(number)
         flow = await self.flow_for(current)
+        photos = tuple(p for p in (event.get("photos") or "").split(",") if p)
         entry = TimelineEntry(
-            at=event.at.isoformat(), actor=_actor(event), kind=event.kind, text=event.get("note") or ""
+            at=event.at.isoformat(), actor=_actor(event), kind=event.kind, text=event.get("note") or "", photos=photos
         )
         return await self._change(number, lambda state: step(flow, state, event, event.at), entry, event.at)
 

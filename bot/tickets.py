@@ -41,13 +41,17 @@ class TimelineEntry:
     kind: str  # "created" | "accept" | "notify" | "card" | ...
     text: str = ""
     rule: str = ""
+    photos: tuple[str, ...] = ()  # "upload:<number>/<name>" | "wecom:<media id>" (see bot/media.py)
 
-    def to_json(self) -> dict[str, str]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v}
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {k: v for k, v in dataclasses.asdict(self).items() if v}
+        if self.photos:
+            data["photos"] = list(self.photos)
+        return data
 
     @classmethod
-    def from_json(cls, data: dict[str, str]) -> TimelineEntry:
-        return cls(**data)
+    def from_json(cls, data: dict[str, Any]) -> TimelineEntry:
+        return cls(**{**data, "photos": tuple(data.get("photos", ()))})
 
 
 @dataclass(frozen=True, slots=True)

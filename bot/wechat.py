@@ -19,12 +19,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 from aiohttp import web
@@ -34,6 +34,7 @@ from redis.exceptions import LockError
 from bot.app import SERVICES, Services
 from bot.keys import Keys
 from bot.logs import log_event
+from bot.media import FOLDERS, WECOM_FOLDER, safe_name
 from bot.outbox import OUTBOX, MaybeDelivered, Outbox, Outgoing, RateWindow, RetryLater, Undeliverable, short_hash
 from bot.worker_tasks import TaskLinks, TaskPages, WorkerDesk
 from integrations.base import IncomingMessage, MessageHandler, Reply
@@ -41,6 +42,7 @@ from integrations.wechat import (
     AccessTokenRejected,
     ApiUnavailable,
     CustomerServiceRefused,
+    MediaFile,
     MpApiConfig,
     MpCallbackConfig,
     RateLimited,
@@ -474,7 +476,8 @@ class WechatWiring:
     desk: WorkerDesk | None = None
     robots: RobotQueue | None = None
     digest: OverdueDigest | None = None
-    media: MediaKeeper | None = None
+    media: MediaKeeper | None = None  # the official account's photos
+    wecom_media: MediaKeeper | None = None  # photos sent in the WeCom app (workers' and residents')
     session: aiohttp.ClientSession | None = None  # every WeChat / WeCom API call goes through it
 
 
@@ -485,15 +488,21 @@ def _missing(pairs: list[tuple[str, str]]) -> str:
     return ", ".join(env for env, value in pairs if not value)
 
 
+class MediaSource(Protocol):
+    async def download_media(self, media_id: str) -> MediaFile: ...
+
+
 class MediaKeeper:
-    """Residents' photos: WeChat keeps a MediaId for 3 days, so each is downloaded when it arrives
-    (in the background: the answer does not wait) to `service.media_dir/wechat_mp/`. A failed
-    download never stops the report: the reason is kept in `keys.media_failed()` and noted in the
-    ticket's timeline, whichever comes first, the ticket or the failure."""
+    """Photos sent to the official account or the WeCom app: both keep a media id for 3 days, so
+    each is downloaded when it arrives (in the background: the answer does not wait) to its
+    folder, `service.media_dir/wechat_mp/` or `.../wecom/` (see bot/media.py). A failed download
+    never stops a report or a worker's 办结: the reason is kept in `keys.media_failed()` (the
+    console shows it with the photo) and, for a resident's photo, noted in the ticket's timeline,
+    whichever comes first, the ticket or the failure."""
 
     MAX_AT_ONCE = 8
 
-    def __init__(self, api: WeChatMpApi, folder: Path, services: Services) -> None:
+    def __init__(self, api: MediaSource, folder: Path, services: Services) -> None:
         self._api = api
         self._folder = folder
         self._s = services
@@ -507,7 +516,7 @@ class MediaKeeper:
             task.add_done_callback(self._running.discard)
 
     def path(self, media_id: str) -> Path:
-        return self._folder / re.sub(r"[^A-Za-z0-9_-]", "_", media_id)
+        return self._folder / safe_name(media_id)
 
     async def _download(self, media_id: str) -> None:
         async with self._slots:
@@ -517,7 +526,7 @@ class MediaKeeper:
                 await self._s.redis.hset(self._s.keys.media_failed(), media_id, str(exc)[:300])
                 log_event(log, "media_download_failed", logging.WARNING, media=media_id, error=str(exc))
                 number = await self._s.tickets.store.ticket_of_media(media_id)
-                if number:  # the report was confirmed before the download gave up
+                if number:  # a resident's report was confirmed before the download gave up
                     await self._s.tickets.note_failed_media(number, (media_id,), self._s.clock())
                 return
             target = self.path(media_id)
@@ -582,7 +591,7 @@ async def _wire(app: web.Application) -> AsyncIterator[None]:
         window = CustomerServiceWindow(services.redis, services.keys)
         api = WeChatMpApi(MpApiConfig(wc.app_id, wc.app_secret, api_base=wc.api_base), session, tokens)
         messenger = MpMessenger(api, window, wc.status_template_id)
-        media = MediaKeeper(api, config.path(config.service.media_dir) / "wechat_mp", services)
+        media = MediaKeeper(api, config.path(config.service.media_dir) / FOLDERS["wechat_mp"], services)
         wiring.media = media
         outbox.register("wechat_mp", MpDeliverer(messenger))
     wiring.mp_missing = _missing([("GRIDBOT_WECHAT__TOKEN", wc.token), ("GRIDBOT_WECHAT__APP_ID", wc.app_id)])
@@ -603,6 +612,9 @@ async def _wire(app: web.Application) -> AsyncIterator[None]:
         outbox.register("wecom_card", WecomCardDeliverer(wecom_api, links, services.redis, services.keys,
                                                          config.outbox.wecom_per_minute))
         outbox.register("wecom_text", WecomTextDeliverer(wecom_api, config.outbox.wecom_per_minute))
+        wiring.wecom_media = desk.downloads = MediaKeeper(
+            wecom_api, config.path(config.service.media_dir) / WECOM_FOLDER, services
+        )
     chats = RobotChats()
     wecom_sender = WecomSender(wecom_api, robots, services, chats)
     wiring.work_missing = _missing([("GRIDBOT_WECOM__TOKEN", ww.token),
@@ -627,8 +639,9 @@ async def _wire(app: web.Application) -> AsyncIterator[None]:
     for channel in (wiring.mp, wiring.work, wiring.robot):
         if channel is not None:
             await channel.drain(5.0)
-    if media is not None:
-        await media.drain(5.0)
+    for keeper in (media, wiring.wecom_media):
+        if keeper is not None:
+            await keeper.drain(5.0)
     await session.close()
 
 

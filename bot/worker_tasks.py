@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 import jinja2
 from aiohttp import BodyPartReader, web
@@ -35,6 +36,7 @@ from redis.asyncio import Redis
 from bot.dispatcher import Dispatcher
 from bot.keys import Keys
 from bot.logs import log_event
+from bot.media import UPLOAD, WECOM
 from bot.replies import BUILTIN_DIR, Replies
 from bot.ticketing import TicketService
 from bot.tickets import Ticket, TicketNotFound
@@ -78,8 +80,18 @@ class TaskLinks:
         return hmac.compare_digest(expected, signature) and int(expires) > self.clock().timestamp()
 
 
+class PhotoKeeper(Protocol):
+    """Downloads WeCom media ids in the background (bot.wechat.MediaKeeper)."""
+
+    def keep(self, media_ids: tuple[str, ...]) -> None: ...
+
+
 class WorkerDesk:
-    """The WeCom app's message handler: workers' commands, everyone else to the dispatcher."""
+    """The WeCom app's message handler: workers' commands, everyone else to the dispatcher.
+
+    Photos sent in the app are fetched at once by `downloads` (WeCom keeps a media id 3 days);
+    a worker's wait in Redis for their 办结 as "wecom:<media id>", task-page uploads as "upload:…".
+    """
 
     def __init__(
         self,
@@ -91,7 +103,9 @@ class WorkerDesk:
         dispatcher: Dispatcher,
         clock: Callable[[], datetime],
         bot_name: str,
+        downloads: PhotoKeeper | None = None,
     ) -> None:
+        self.downloads = downloads  # set once the WeCom API is configured
         self._redis = redis
         self._keys = keys
         self._tickets = tickets
@@ -109,11 +123,13 @@ class WorkerDesk:
         if msg.in_group:
             return await self._group(msg)
         found = self._directory.worker(msg.user_id) if self._directory is not None else None
+        if msg.kind == "image" and self.downloads is not None:
+            self.downloads.keep(msg.media_ids)  # a resident's or a worker's: fetched while WeCom has it
         if found is None:  # a resident writing to the WeCom app (a customer group member)
             return await self._dispatcher.handle(msg)
         worker, grid = found
         if msg.kind == "image":
-            await self.keep_photos(worker, msg.media_ids)
+            await self.keep_photos(worker, tuple(f"{WECOM}{m}" for m in msg.media_ids))
             return [self._say(msg, "photo_received", count=len(msg.media_ids))]
         if msg.kind != "text":
             return []
@@ -168,10 +184,11 @@ class WorkerDesk:
             return None
         return found[0], found[1], ticket
 
-    async def keep_photos(self, worker: Worker, media_ids: tuple[str, ...]) -> None:
+    async def keep_photos(self, worker: Worker, references: tuple[str, ...]) -> None:
+        """Photos for the worker's next 办结: "wecom:<media id>" or "upload:<number>/<name>"."""
         key = self._keys.worker_photos(worker.wecom_user_id)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.rpush(key, *media_ids)
+            pipe.rpush(key, *references)
             pipe.expire(key, PHOTO_TTL_SECONDS)
             await pipe.execute()
 
@@ -181,7 +198,8 @@ class WorkerDesk:
             pipe.lrange(key, 0, -1)
             pipe.delete(key)
             photos, _ = await pipe.execute()
-        return list(photos)
+        # a bare media id was kept before references carried their source: a WeCom one
+        return [str(p) if str(p).startswith((UPLOAD, WECOM)) else f"{WECOM}{p}" for p in photos]
 
     async def _group(self, msg: IncomingMessage) -> list[Reply]:
         """@-mentioned in a group: the report goes on in private; the group hears only that."""
@@ -294,4 +312,4 @@ class TaskPages:
         suffix = re.sub(r"[^a-z0-9]", "", content_type.removeprefix("image/").lower())[:5] or "img"
         name = f"{uuid.uuid4().hex}.{suffix}"
         (folder / name).write_bytes(data)
-        return f"upload:{number}/{name}"
+        return f"{UPLOAD}{number}/{name}"

@@ -38,6 +38,7 @@ def build(parent: web.Application, settings: AdminSettings) -> web.Application:
 
     r.add_get("/tickets", requires("viewer", ticket_pages.queue_page))
     r.add_get("/tickets/{number}", requires("viewer", ticket_pages.ticket_page))
+    r.add_get("/tickets/{number}/photos/{index:[0-9]{1,4}}", requires("viewer", ticket_pages.ticket_photo))
     r.add_post("/tickets/{number}/act", requires("dispatcher", ticket_pages.ticket_action))
     r.add_post("/tickets/{number}/migrate", requires("admin", ticket_pages.ticket_migrate))
 

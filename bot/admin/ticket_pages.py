@@ -4,13 +4,21 @@ Every action that moves a ticket goes through `services.tickets.act(number, Even
 actor "dispatcher", so the flow engine decides; when it refuses, its reason is shown and the
 ticket is unchanged. A note changes no state: it is appended to the timeline through the
 ticket store's read-modify-write.
+
+Photos: a ticket's photos are numbered — the resident's (`media_ids`), then each timeline
+entry's (a worker's 办结) in order — and served by that number from `/photos/{index}`, so the
+file's path comes only from the stored reference (bot/media.py), never from the request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
+from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -22,6 +30,7 @@ from bot.admin.figures import is_overdue
 from bot.admin.guard import session_of
 from bot.admin.plan import plan_for
 from bot.app import Services
+from bot.media import image_type, media_id_of, photo_path
 from bot.outbox import DeliveryStatus, deliveries
 from bot.tickets import Change, Notification, Ticket, TicketNotFound, TimelineEntry
 from flows import Event, TransitionRefused
@@ -29,6 +38,8 @@ from flows import Event, TransitionRefused
 QUEUE_LIMIT = 300
 OUTBOX_SCAN = 5000
 DUPLICATE_TEMPLATE = "notify/duplicate_merged"
+SNIFF_BYTES = 16
+MEDIA_ERRORS = {"40007": "素材已过期或无效，渠道只保留 3 天"}  # WeChat / WeCom errcodes, for the reader
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +189,11 @@ async def ticket_page(request: web.Request, message: str = "", error: str = "", 
         return ctx.render(request, "error.html", status=404, title="未找到工单", message=message, login=False)
     flow = await services.tickets.flow_for(ticket)
     grid = services.directory.grid(ticket.grid_code) if services.directory and ticket.grid_code else None
+    photos = await photos_of(services, ticket)
+    entry_photos: dict[int, list[Photo]] = {}
+    for p in photos:
+        if p.entry is not None:
+            entry_photos.setdefault(p.entry, []).append(p)
     done = request.query.get("done", "")
     if not message and done in ACTION_NAMES:
         message = f"已执行「{ACTION_NAMES[done]}」。"
@@ -189,6 +205,8 @@ async def ticket_page(request: web.Request, message: str = "", error: str = "", 
         message=message,
         error=error,
         notifications=await notifications_of(services, number),
+        photos=[p for p in photos if p.entry is None],
+        entry_photos=entry_photos,
         plan=plan_for(services.directory, ticket),
         workers=grid.workers if grid else (),
         units=tuple(flow.units),
@@ -199,6 +217,103 @@ async def ticket_page(request: web.Request, message: str = "", error: str = "", 
         current_version=services.flows.flow.version,
         rules={r.id: r.name for r in flow.rules},
     )
+
+
+PhotoState = Literal["image", "file", "failed", "pending", "not_kept"]
+
+
+@dataclass(frozen=True, slots=True)
+class Photo:
+    """One of a ticket's photos as the page shows it (never its path)."""
+
+    index: int  # in `photo_references`: the number in its URL
+    entry: int | None  # the timeline entry it came with; None for the resident's
+    state: PhotoState  # on disk as an image / as another file; fetching failed; not yet; never kept
+    failed: str = ""  # why fetching it failed
+
+
+def photo_references(ticket: Ticket) -> list[tuple[str, int | None]]:
+    """(reference, timeline position or None) for every photo, in the order of their numbers."""
+    found: list[tuple[str, int | None]] = [(m, None) for m in ticket.media_ids]
+    for position, entry in enumerate(ticket.timeline):
+        found.extend((p, position) for p in entry.photos)
+    return found
+
+
+def media_dir_of(services: Services) -> Path:
+    return services.config.path(services.config.service.media_dir)
+
+
+def _head(path: Path) -> bytes | None:
+    try:
+        with path.open("rb") as f:
+            return f.read(SNIFF_BYTES)
+    except OSError:  # not downloaded (yet), or not a file
+        return None
+
+
+async def photos_of(services: Services, ticket: Ticket) -> list[Photo]:
+    references = photo_references(ticket)
+    media_ids = sorted({m for m in (media_id_of(r) for r, _ in references) if m})
+    reasons = await services.redis.hmget(services.keys.media_failed(), media_ids) if media_ids else []
+    failed = {m: str(why) for m, why in zip(media_ids, reasons, strict=True) if why}
+    media_dir = media_dir_of(services)
+
+    def look() -> list[Photo]:
+        photos = []
+        for index, (reference, entry) in enumerate(references):
+            path = photo_path(media_dir, reference, ticket.channel)
+            head = _head(path) if path is not None else None
+            why = failed.get(media_id_of(reference), "")
+            state: PhotoState
+            if head is not None:
+                state = "image" if image_type(head) else "file"
+            elif why:
+                state = "failed"
+            else:
+                state = "pending" if path is not None else "not_kept"
+            photos.append(Photo(index, entry, state, failure_text(why) if state == "failed" else ""))
+        return photos
+
+    return await asyncio.to_thread(look) if references else []
+
+
+def failure_text(why: str) -> str:
+    """A download's failure as a dispatcher reads it: the known error codes in words."""
+    code = re.search(r"errcode (\d+)", why)
+    meaning = MEDIA_ERRORS.get(code.group(1)) if code else None
+    return f"{meaning}（错误码 {code.group(1)}）" if meaning and code else why
+
+
+async def ticket_photo(request: web.Request) -> web.Response:
+    """GET /tickets/{number}/photos/{index}: the photo's bytes, an image type only when its
+    first bytes say so; 404 for no such photo or one not downloaded (yet)."""
+    services = request.app[ADMIN].services
+    number = request.match_info["number"]
+    index = int(request.match_info["index"])
+    not_found = web.HTTPNotFound(text="没有这张照片，或照片尚未取回。")
+    ticket = await services.tickets.store.get(number)
+    if ticket is None:
+        raise not_found
+    references = photo_references(ticket)
+    path = photo_path(media_dir_of(services), references[index][0], ticket.channel) \
+        if index < len(references) else None
+    if path is None:
+        raise not_found
+    try:
+        data = await asyncio.to_thread(path.read_bytes)
+    except OSError:  # not downloaded (yet)
+        raise not_found from None
+    headers = {
+        "Cache-Control": "private",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+    }
+    content_type = image_type(data[:SNIFF_BYTES])
+    if content_type is None:
+        content_type = "application/octet-stream"
+        headers["Content-Disposition"] = f'attachment; filename="{ticket.number}-{index + 1}.bin"'
+    return web.Response(body=data, content_type=content_type, headers=headers)
 
 
 # form action -> (flow event, the form fields passed to the engine as event data)
