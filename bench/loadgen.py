@@ -1,4 +1,5 @@
-"""Shared by the WeChat benchmarks: send requests on a fixed schedule and summarise the latencies.
+"""Shared by the WeChat benchmarks: build encrypted callbacks, send requests on a fixed schedule
+and summarise the latencies.
 
 Latency counts from each request's scheduled time, so a server that falls behind shows it.
 """
@@ -10,8 +11,11 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
+from urllib.parse import urlencode
 
 import aiohttp
+
+from integrations.wechat.crypto import CallbackCrypto, sha1_signature
 
 T = TypeVar("T")
 
@@ -47,3 +51,28 @@ def summary(name: str, latencies: list[float], failures: int, elapsed: float, fa
         f"{name}: {len(ms)} callbacks in {elapsed:.1f} s = {len(ms) / elapsed:.0f}/s, {failed} {failures}; "
         f"latency ms p50 {q[49]:.1f} p90 {q[89]:.1f} p99 {q[98]:.1f} max {ms[-1]:.1f}"
     )
+
+
+def encrypted_text_callback(
+    token: str, crypto: CallbackCrypto, user: str, text: str, msg_id: int, now: str
+) -> tuple[str, bytes]:
+    """(query string, body) of an official-account text message in safe mode, as WeChat sends it."""
+    xml = (
+        f"<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[{user}]]></FromUserName>"
+        f"<CreateTime>{now}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+        f"<Content><![CDATA[{text}]]></Content><MsgId>{msg_id}</MsgId></xml>"
+    )
+    nonce = str(msg_id)
+    encrypted, msg_sig = crypto.encrypt(xml.encode(), now, nonce)
+    query = urlencode(
+        {
+            "signature": sha1_signature(token, now, nonce),
+            "timestamp": now,
+            "nonce": nonce,
+            "encrypt_type": "aes",
+            "msg_signature": msg_sig,
+            "openid": user,
+        }
+    )
+    body = f"<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
+    return query, body.encode()

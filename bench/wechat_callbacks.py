@@ -21,15 +21,14 @@ import time
 import uuid
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
-from loadgen import at_fixed_rate, summary
+from loadgen import at_fixed_rate, encrypted_text_callback, summary
 from redis.asyncio import Redis
 
 from integrations.base import IncomingMessage, Reply
-from integrations.wechat.crypto import CallbackCrypto, sha1_signature
+from integrations.wechat.crypto import CallbackCrypto
 from integrations.wechat.mp import MpCallbackConfig, WeChatMpChannel
 
 TOKEN = "bench-token"
@@ -101,27 +100,9 @@ def prepare(base: str, n: int, first_id: int) -> list[Prepared]:
     out = []
     now = str(int(time.time()))
     for i in range(n):
-        msg_id = first_id + i
-        xml = (
-            f"<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[o_user{i % 500}]]>"
-            f"</FromUserName><CreateTime>{now}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
-            f"<Content><![CDATA[小区门口的路灯坏了三天了，晚上很黑，请尽快修理 {i}]]></Content>"
-            f"<MsgId>{msg_id}</MsgId></xml>"
-        )
-        nonce = str(msg_id)
-        encrypted, msg_sig = crypto.encrypt(xml.encode(), now, nonce)
-        query = urlencode(
-            {
-                "signature": sha1_signature(TOKEN, now, nonce),
-                "timestamp": now,
-                "nonce": nonce,
-                "encrypt_type": "aes",
-                "msg_signature": msg_sig,
-                "openid": f"o_user{i % 500}",
-            }
-        )
-        body = f"<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
-        out.append(Prepared(f"{base}/wechat/mp?{query}", body.encode()))
+        text = f"小区门口的路灯坏了三天了，晚上很黑，请尽快修理 {i}"
+        query, body = encrypted_text_callback(TOKEN, crypto, f"o_user{i % 500}", text, first_id + i, now)
+        out.append(Prepared(f"{base}/wechat/mp?{query}", body))
     return out
 
 

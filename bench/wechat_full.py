@@ -34,14 +34,13 @@ from collections import Counter
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
-from loadgen import at_fixed_rate, summary
+from loadgen import at_fixed_rate, encrypted_text_callback, summary
 from redis.asyncio import Redis
 
-from integrations.wechat.crypto import CallbackCrypto, sha1_signature
+from integrations.wechat.crypto import CallbackCrypto
 
 TOKEN = "bench-token"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
@@ -159,25 +158,8 @@ def prepare(base: str, plan: list[tuple[int, int]]) -> list[Prepared]:
     for j, (who, step) in enumerate(plan):
         user = f"o_{run}_{who}"
         text = STEPS[step].format(place=PLACES[who % len(PLACES)], i=who)
-        xml = (
-            f"<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[{user}]]></FromUserName>"
-            f"<CreateTime>{now}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
-            f"<Content><![CDATA[{text}]]></Content><MsgId>{10**12 + j}</MsgId></xml>"
-        )
-        nonce = str(j)
-        encrypted, msg_sig = crypto.encrypt(xml.encode(), now, nonce)
-        query = urlencode(
-            {
-                "signature": sha1_signature(TOKEN, now, nonce),
-                "timestamp": now,
-                "nonce": nonce,
-                "encrypt_type": "aes",
-                "msg_signature": msg_sig,
-                "openid": user,
-            }
-        )
-        body = f"<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
-        out.append(Prepared(f"{base}/wechat/mp?{query}", body.encode(), step))
+        query, body = encrypted_text_callback(TOKEN, crypto, user, text, 10**12 + j, now)
+        out.append(Prepared(f"{base}/wechat/mp?{query}", body, step))
     return out
 
 
