@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
+import os
 import sys
 import time
 import uuid
@@ -121,8 +122,10 @@ async def serve(
 
 
 def server_main(
-    conn: Connection, redis_url: str, prefix: str, port: int, api_base: str, role: str, first: bool
+    conn: Connection, redis_url: str, prefix: str, port: int, api_base: str, role: str, first: bool, cpus: set[int]
 ) -> None:
+    if cpus:
+        os.sched_setaffinity(0, cpus)
     asyncio.run(serve(conn, redis_url, prefix, port, api_base, role, first))
 
 
@@ -196,10 +199,15 @@ def main() -> None:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/15", help="the Redis the service uses")
     parser.add_argument("--processes", type=int, default=1, help="service processes sharing the port")
     parser.add_argument("--worker", action="store_true", help="deliveries and timers in a process of their own")
+    parser.add_argument("--pin", action="store_true", help="service processes on CPU 0, the rest on the others")
     parser.add_argument("--mix", choices=("phased", "steady"), default="phased",
                         help="phased: all residents at one step at a time (worst case); steady: all steps at once")
     args = parser.parse_args()
     prefix = f"bench-full:{uuid.uuid4().hex[:8]}:"
+    service_cpus: set[int] = set()
+    if args.pin:  # the service on CPU 0; the load generator and the fake API (spawned next) elsewhere
+        service_cpus = {0}
+        os.sched_setaffinity(0, os.sched_getaffinity(0) - service_cpus)
     ctx = mp.get_context("spawn")
     fake_pipe, fake_child = ctx.Pipe()
     fake = ctx.Process(target=fake_main, args=(fake_child,), daemon=True)
@@ -210,7 +218,8 @@ def main() -> None:
     for i, role in enumerate(roles):  # the first picks a port, the others join it (SO_REUSEPORT)
         parent, child = ctx.Pipe()
         server = ctx.Process(
-            target=server_main, args=(child, args.redis, prefix, port, api_base, role, i == 0), daemon=True
+            target=server_main, args=(child, args.redis, prefix, port, api_base, role, i == 0, service_cpus),
+            daemon=True,
         )
         server.start()
         got = parent.recv()  # the NLU is trained (or loaded from its cache) before this
