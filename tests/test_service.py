@@ -114,6 +114,11 @@ def test_phone_numbers_are_masked_in_log_lines():
     assert mask_phone("订单号 2026112213812345678") == "订单号 2026112213812345678"  # not a phone inside digits
 
 
+def test_landlines_are_masked_but_ticket_numbers_and_decimals_are_not():
+    assert mask_phone("物业 023-68881234，家里 02368881234") == "物业 023-****1234，家里 0236****1234"
+    assert mask_phone("工单 WG202611220001 位置 29.0123456789") == "工单 WG202611220001 位置 29.0123456789"
+
+
 async def test_service_logs_mask_the_reporters_phone(client, caplog):
     caplog.set_level(logging.INFO, logger="gridbot")
     formatter = JsonFormatter()
