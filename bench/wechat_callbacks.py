@@ -27,6 +27,8 @@ from aiohttp import web
 from loadgen import at_fixed_rate, encrypted_text_callback, summary
 from redis.asyncio import Redis
 
+from bot.keys import Keys
+from bot.wechat import RedisDeduplicator
 from integrations.base import IncomingMessage, Reply
 from integrations.wechat.crypto import CallbackCrypto
 from integrations.wechat.mp import MpCallbackConfig, WeChatMpChannel
@@ -46,13 +48,8 @@ class MemoryDedup:
         self._seen.add(key)
         return True
 
-
-class RedisDedup:
-    def __init__(self, redis: Redis, prefix: str) -> None:
-        self._redis, self._prefix = redis, prefix
-
-    async def first_time(self, key: str) -> bool:
-        return bool(await self._redis.set(self._prefix + key, "1", nx=True, ex=600))
+    async def forget(self, key: str) -> None:
+        self._seen.discard(key)
 
 
 class DropSender:
@@ -67,7 +64,7 @@ async def echo(msg: IncomingMessage) -> list[Reply]:
 async def serve(conn: Connection, redis_url: str | None) -> None:
     redis = Redis.from_url(redis_url) if redis_url else None
     prefix = f"bench-wechat:{uuid.uuid4().hex[:8]}:"
-    dedup = RedisDedup(redis, prefix) if redis else MemoryDedup()
+    dedup = RedisDeduplicator(redis, Keys(prefix)) if redis else MemoryDedup()
     channel = WeChatMpChannel(MpCallbackConfig(TOKEN, APP_ID, AES_KEY), echo, dedup, DropSender())
     app = web.Application()
     app.add_routes(channel.routes())

@@ -87,6 +87,9 @@ class RedisDeduplicator:
     async def first_time(self, key: str) -> bool:
         return bool(await self._redis.set(self._keys.wechat_callback_seen(key), "1", nx=True, ex=self._ttl))
 
+    async def forget(self, key: str) -> None:
+        await self._redis.delete(self._keys.wechat_callback_seen(key))
+
 
 class RedisTokenStore:
     """Access tokens shared by every process; `lock` is a Redis lock with a lease."""

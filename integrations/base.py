@@ -14,7 +14,8 @@ from typing import Literal
 # What an incoming message is. Adapters set it; the application answers each kind:
 #   "text"            text is set (typed, or a voice message the provider transcribed)
 #   "image"           media_ids holds the provider's media id(s); text is empty
-#   "voice"           a voice message without a transcription (media_ids set): ask for text
+#   "voice"           a voice message without a transcription: ask for text
+#                     (a voice message's recording id, transcribed or not, is in extra, not media_ids)
 #   "location"        location is set (a location the user chose to send)
 #   "subscribe"       the user followed the account; event_key holds a QR scene if any
 #   "unsubscribe"     the user unfollowed: nothing can be sent to them any more

@@ -37,7 +37,7 @@ async def test_menu_clicks(services):
 
 
 async def test_voice_without_transcription_asks_for_text(services):
-    assert "文字" in (await send(services, "o3", kind="voice", media_ids=("voice-1",)))[0]
+    assert "文字" in (await send(services, "o3", kind="voice", extra=(("voice_media_id", "voice-1"),)))[0]
 
 
 async def test_unknown_kinds_get_a_polite_answer(services):

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
 PASSIVE_REPLY_MAX_BYTES = 2048
 SUCCESS = "success"  # WeChat's "received, no passive reply"
+VOICE_MEDIA_ID = "voice_media_id"  # IncomingMessage.extra: a voice message's recording
 
 
 class Deduplicator(Protocol):
@@ -41,6 +42,9 @@ class Deduplicator(Protocol):
     retries all come within about 15 s). Use a key space apart from the dispatcher's own."""
 
     async def first_time(self, key: str) -> bool: ...
+
+    async def forget(self, key: str) -> None:
+        """The key's message was not handled after all: its retry must be let in."""
 
 
 class AsyncSender(Protocol):
@@ -54,15 +58,26 @@ class BodyTooLargeError(CallbackError):
     status = 413
 
 
+class IncompleteBodyError(CallbackError):
+    status = 400
+
+
+class HandlerFailedError(Exception):
+    """The handler raised within the reply budget: the message was not handled."""
+
+
 async def read_body(request: web.Request, limit: int) -> bytes:
     """The request body, refusing anything over `limit` bytes whatever Content-Length says."""
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLargeError("body too large")
     body = bytearray()
-    while chunk := await request.content.read(limit + 1 - len(body)):
-        body += chunk
-        if len(body) > limit:
-            raise BodyTooLargeError("body too large")
+    try:
+        while chunk := await request.content.read(limit + 1 - len(body)):
+            body += chunk
+            if len(body) > limit:
+                raise BodyTooLargeError("body too large")
+    except ConnectionResetError:  # the peer hung up mid-body: nothing to handle, nobody to answer
+        raise IncompleteBodyError("connection lost before the body was complete") from None
     return bytes(body)
 
 
@@ -85,9 +100,12 @@ def _text(value: object) -> str:
 
 def _location(lat: object, lon: object, label: object = "") -> Location:
     try:
-        return Location(lat=float(_text(lat)), lon=float(_text(lon)), label=_text(label))
+        latitude, longitude = float(_text(lat)), float(_text(lon))
     except ValueError:
         raise MalformedXmlError("bad coordinates") from None
+    if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):  # also refuses nan and inf
+        raise MalformedXmlError("coordinates out of range")
+    return Location(lat=latitude, lon=longitude, label=_text(label))
 
 
 def _specialise(msg: messages.BaseMessage, base: IncomingMessage, fields: dict[str, str]) -> IncomingMessage:
@@ -96,9 +114,10 @@ def _specialise(msg: messages.BaseMessage, base: IncomingMessage, fields: dict[s
     if isinstance(msg, messages.ImageMessage):
         return replace(base, kind="image", media_ids=(_text(msg.media_id),))
     if isinstance(msg, messages.VoiceMessage):
+        # the recording's id goes in `extra`, not `media_ids`: those are a report's photos
         recognition = _text(msg.recognition).strip()
         return replace(base, kind="text" if recognition else "voice", text=recognition,
-                       media_ids=(_text(msg.media_id),))
+                       extra=(*base.extra, (VOICE_MEDIA_ID, _text(msg.media_id))))
     if isinstance(msg, messages.LocationMessage):
         return replace(base, kind="location", location=_location(msg.location_x, msg.location_y, msg.label))
     if isinstance(msg, events.SubscribeScanEvent):
@@ -221,6 +240,8 @@ class ReplyRunner:
         given) or `success`. `started` is the loop time at the request's arrival."""
         try:
             passive, later = await self._run(callback, started)
+        except HandlerFailedError:  # nothing was handled (logged): let WeChat's retry try again
+            return web.Response(status=503, text="try again")
         except Exception:  # the deduplicator (Redis) failed: nothing was handled, let WeChat retry
             log.exception("wechat_dedup_failed key=%s", callback.dedup_key)
             return web.Response(status=503, text="try again")
@@ -260,7 +281,8 @@ class ReplyRunner:
             return None, []
         if task.exception() is not None:
             log.error("wechat_handler_failed key=%s", callback.dedup_key, exc_info=task.exception())
-            return None, []
+            await self._forget(callback.dedup_key)
+            raise HandlerFailedError(callback.dedup_key)
         return plan_replies(task.result(), (msg.group_id or msg.user_id) if msg.in_group else msg.user_id)
 
     async def _handle(self, msg: IncomingMessage) -> list[Reply]:
@@ -272,11 +294,18 @@ class ReplyRunner:
                 replies = await task
             except Exception:
                 log.exception("wechat_handler_failed key=%s", key)
+                await self._forget(key)
                 return
             _, later = plan_replies(replies, passive_to="")  # nothing is passive any more
             await self._send_all(later, key)
 
         self._spawn(deliver())
+
+    async def _forget(self, key: str) -> None:
+        try:
+            await self._dedup.forget(key)
+        except Exception:  # Redis is likely what failed the handler too: the key expires in time
+            log.exception("wechat_dedup_forget_failed key=%s", key)
 
     async def _send_all(self, replies: list[Reply], key: str) -> None:
         for reply in replies:  # in order: a long answer's pieces must arrive in sequence

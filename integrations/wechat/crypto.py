@@ -69,7 +69,7 @@ def check_timestamp(timestamp: str, max_skew: int, now: float | None = None) -> 
         ts = int(timestamp)
     except ValueError:
         raise SignatureError("timestamp is not an integer") from None
-    if abs((time.time() if now is None else now) - ts) > max_skew:
+    if abs(int(time.time() if now is None else now) - ts) > max_skew:  # whole seconds, as WeChat sends
         raise SignatureError("timestamp outside the allowed clock skew")
 
 

@@ -30,7 +30,8 @@ def parse_root(body: bytes) -> Element:
     """The `<xml>` root element, parsed with DTDs, entities and external references forbidden."""
     try:
         root = SafeET.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
-    except (ParseError, defusedxml.DefusedXmlException) as exc:
+    # ValueError / LookupError: an XML declaration naming a multi-byte or unknown encoding
+    except (ParseError, defusedxml.DefusedXmlException, ValueError, LookupError) as exc:
         raise MalformedXmlError(f"refused XML: {type(exc).__name__}") from None
     if root.tag != "xml":
         raise MalformedXmlError("root element is not <xml>")

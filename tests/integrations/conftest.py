@@ -1,5 +1,5 @@
 """Fixtures for the WeChat / WeCom adapters and API clients: the fake WeChat API, a Redis
-deduplicator (SET NX, what the app will do), a recording sender and an in-memory token store."""
+deduplicator (the app's), a recording sender and an in-memory token store."""
 
 from __future__ import annotations
 
@@ -11,18 +11,11 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
+from bot.keys import Keys
+from bot.wechat import RedisDeduplicator
 from tests.fakes.wechat_api import MemoryTokenStore, RecordingSender, wechat_api  # noqa: F401  (a fixture)
 
 TEST_REDIS_URL = os.environ.get("GRIDBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
-class RedisDeduplicator:
-    def __init__(self, redis: Redis, prefix: str) -> None:
-        self._redis = redis
-        self._prefix = prefix
-
-    async def first_time(self, key: str) -> bool:
-        return bool(await self._redis.set(self._prefix + key, "1", nx=True, ex=3600))
 
 
 @pytest.fixture
@@ -35,7 +28,7 @@ async def redis() -> AsyncIterator[Redis]:
 @pytest.fixture
 async def dedup(redis: Redis) -> AsyncIterator[RedisDeduplicator]:
     prefix = f"test-wechat:{uuid.uuid4().hex[:12]}:"
-    yield RedisDeduplicator(redis, prefix)
+    yield RedisDeduplicator(redis, Keys(prefix))
     keys = [k async for k in redis.scan_iter(match=prefix + "*")]
     if keys:
         await redis.delete(*keys)

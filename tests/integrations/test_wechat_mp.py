@@ -162,6 +162,16 @@ async def test_stale_timestamps_are_refused_when_replay_protection_is_on(make_mp
     assert [m.provider_message_id for m in mp.handler.calls] == ["1008"]
 
 
+async def test_the_clock_skew_allows_as_much_in_the_past_as_in_the_future(make_mp: MakeMp) -> None:
+    mp = await make_mp(max_clock_skew=300)
+    now = int(time.time())
+    for msg_id, stamp in ((1011, now - 299), (1012, now + 299)):
+        assert (await mp.send(mp.signer.message(text_xml("o_x", "hi", msg_id), timestamp=stamp)))[0] == 200
+    for msg_id, stamp in ((1013, now - 302), (1014, now + 302)):
+        assert (await mp.send(mp.signer.message(text_xml("o_x", "hi", msg_id), timestamp=stamp)))[0] == 403
+    assert [m.provider_message_id for m in mp.handler.calls] == ["1011", "1012"]
+
+
 # ---------------------------------------------------------------- bad input
 
 
@@ -194,6 +204,17 @@ async def test_a_hostile_outer_envelope_is_400(make_mp: MakeMp) -> None:
     req = mp.signer.message(text_xml("o_x", "hi", 1009))
     hostile = CallbackRequest(req.method, req.path, req.query, BILLION_LAUGHS.encode())
     assert (await mp.send(hostile))[0] == 400
+
+
+@pytest.mark.parametrize("encoding", ["gbk", "x-unknown"])
+async def test_an_envelope_declaring_an_odd_encoding_is_400_not_a_server_error(
+    make_mp: MakeMp, encoding: str
+) -> None:
+    mp = await make_mp()
+    req = mp.signer.message(text_xml("o_x", "hi", 1010))
+    odd = f'<?xml version="1.0" encoding="{encoding}"?><xml><Encrypt>X</Encrypt></xml>'.encode()
+    assert (await mp.send(CallbackRequest(req.method, req.path, req.query, odd)))[0] == 400
+    assert mp.handler.calls == []
 
 
 async def test_bodies_over_64_kb_are_413_by_header_and_by_actual_size(make_mp: MakeMp) -> None:
@@ -266,15 +287,25 @@ async def test_a_long_answer_is_cut_to_2048_bytes_and_the_rest_follows_through_t
     assert all(len(r.text.encode()) <= 2048 for r in rest)
 
 
-async def test_no_answer_and_a_failing_handler_both_answer_success(make_mp: MakeMp) -> None:
+async def test_no_answer_is_success(make_mp: MakeMp) -> None:
     silent = await make_mp(Handler(answer=lambda m: []))
     assert (await silent.send(silent.signer.message(text_xml("o_a", "x", 2005)))) == (200, b"success")
 
-    def boom(m: IncomingMessage) -> list[Reply]:
-        raise RuntimeError("handler bug")
 
-    failing = await make_mp(Handler(answer=boom))
-    assert (await failing.send(failing.signer.message(text_xml("o_a", "x", 2006)))) == (200, b"success")
+async def test_a_failing_handler_is_503_and_wechats_retry_is_handled_not_dropped(make_mp: MakeMp) -> None:
+    failures = [RuntimeError("redis went away")]
+
+    def flaky(m: IncomingMessage) -> list[Reply]:
+        if failures:
+            raise failures.pop()
+        return [Reply(m.user_id, "已收到")]
+
+    mp = await make_mp(Handler(answer=flaky))
+    request = mp.signer.message(text_xml("o_a", "x", 2006))
+    assert (await mp.send(request))[0] == 503
+    status, reply = await mp.send(request)  # WeChat's retry of the same MsgId
+    assert status == 200 and mp.signer.open_reply(reply)["Content"] == "已收到"
+    assert len(mp.handler.calls) == 2
 
 
 async def test_a_deduplicator_outage_is_503_so_wechat_retries(
@@ -312,13 +343,15 @@ async def test_voice_with_recognition_arrives_as_text(make_mp: MakeMp) -> None:
     mp = await make_mp()
     msg = await received(mp, base("o_v", "voice", ("MediaId", "media-v1"), ("Format", "amr"),
                                   ("Recognition", "小区门口路灯不亮"), ("MsgId", 3001)))
-    assert (msg.kind, msg.text, msg.media_ids) == ("text", "小区门口路灯不亮", ("media-v1",))
+    assert (msg.kind, msg.text, msg.media_ids) == ("text", "小区门口路灯不亮", ())
+    assert ("voice_media_id", "media-v1") in msg.extra  # kept with the message, not taken for a photo
 
 
 async def test_voice_without_recognition_is_kind_voice(make_mp: MakeMp) -> None:
     mp = await make_mp()
     msg = await received(mp, base("o_v", "voice", ("MediaId", "media-v2"), ("Format", "amr"), ("MsgId", 3002)))
-    assert (msg.kind, msg.text, msg.media_ids) == ("voice", "", ("media-v2",))
+    assert (msg.kind, msg.text, msg.media_ids) == ("voice", "", ())
+    assert ("voice_media_id", "media-v2") in msg.extra
 
 
 async def test_image_carries_its_media_id(make_mp: MakeMp) -> None:
@@ -336,10 +369,12 @@ async def test_location_carries_coordinates_and_label(make_mp: MakeMp) -> None:
     assert msg.location == Location(lat=29.718, lon=106.631, label="重庆市渝北区双凤桥街道")
 
 
-async def test_bad_coordinates_are_400(make_mp: MakeMp) -> None:
+@pytest.mark.parametrize(("lat", "lon"), [("north", "106.6"), ("nan", "106.6"), ("29.7", "inf"), ("95", "106.6")])
+async def test_bad_coordinates_are_400(make_mp: MakeMp, lat: str, lon: str) -> None:
     mp = await make_mp()
-    xml = base("o_l", "location", ("Location_X", "north"), ("Location_Y", "106.6"), ("MsgId", 3005))
+    xml = base("o_l", "location", ("Location_X", lat), ("Location_Y", lon), ("MsgId", 3005))
     assert (await mp.send(mp.signer.message(xml)))[0] == 400
+    assert mp.handler.calls == []
 
 
 @pytest.mark.parametrize(
