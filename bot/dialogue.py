@@ -25,6 +25,7 @@ from bot.ticketing import ReportDraft, TicketService
 from bot.tickets import Ticket, TicketNotFound
 from flows import Event, TransitionRefused
 from integrations.base import IncomingMessage
+from nlu.entities import rating
 from nlu.types import NluResult
 
 # anything that looks like an attempt at a ticket number; a malformed one simply finds nothing
@@ -37,11 +38,17 @@ SKIP_WORDS = frozenset({"跳过", "不留", "不用", "不方便", "skip", "不�
 CONFIRM_WORDS = frozenset({"确认", "确定", "提交", "是", "是的", "对", "好", "好的", "可以", "ok", "yes", "嗯"})
 STATUS_WORDS = ("我的工单", "查询进度", "查进度", "进度", "工单进度")
 WITHDRAW_WORDS = ("撤回", "撤销", "不用处理了")
+SUPPLEMENT_MIN_CHARS = 4  # a shorter answer to the summary that is not 确认 is asked again, never added
 
 # kinds that expect no answer at all
 SILENT_KINDS = frozenset({"unsubscribe", "view", "location_report", "enter_agent"})
-# official-account menu button keys → what they do (reply template name, or "status")
-MENU_KEYS = {"REPORT": "menu_report", "STATUS": "status", "MY_TICKETS": "status", "HELP": "help"}
+# official-account menu button keys → what they do (reply template name, or "status"). Admins
+# may key a button by its label, so the Chinese labels work as keys too (docs/wechat-setup.md).
+MENU_KEYS = {
+    "REPORT": "menu_report", "我要反映": "menu_report", "反映问题": "menu_report",
+    "STATUS": "status", "查询进度": "status", "MY_TICKETS": "status", "我的工单": "status",
+    "HELP": "help", "帮助": "help", "使用帮助": "help",
+}
 
 # Which number to call, per emergency kind. Shown before anything else.
 EMERGENCY_ADVICE: dict[str, dict[str, str]] = {
@@ -162,7 +169,7 @@ class Dialogue:
         if msg.kind in {"subscribe", "scan"}:
             return self._say(msg, conv, "welcome")
         if msg.kind == "click":
-            menu = MENU_KEYS.get(msg.event_key.upper(), "help")
+            menu = MENU_KEYS.get(msg.event_key.strip().upper(), "help")
             if menu == "status":
                 return Turn(conv, (await self._status_list(msg),))
             return self._say(msg, conv, menu)
@@ -170,6 +177,8 @@ class Dialogue:
             return self._say(msg, conv, "voice_not_recognised")
         if msg.kind in {"image", "location"}:
             return await self._attachment(conv, msg, now)
+        if dict(msg.extra).get("msg_type") == "event":  # the platform's own events (群发结果…): no one to answer
+            return Turn(conv, ())
         return self._say(msg, conv, "unsupported")
 
     async def _attachment(self, conv: Conversation, msg: IncomingMessage, now: datetime) -> Turn:
@@ -189,6 +198,8 @@ class Dialogue:
             )
         if conv.state == "await_location" and msg.location is not None:
             return await self._next_question(draft, msg, now)
+        if conv.state == "await_confirm":  # what is about to be filed changed: show it again
+            return Turn(Conversation("await_confirm", draft), (self._confirm_text(msg, draft, updated=True),))
         return self._say(msg, dataclasses.replace(conv, draft=draft), "attachment_added", photo=bool(msg.media_ids))
 
     async def _await_description(self, conv: Conversation, msg: IncomingMessage, nlu: NluResult, now: datetime) -> Turn:
@@ -219,6 +230,8 @@ class Dialogue:
             return Turn(IDLE, (await self._status_list(msg),))
         if _is_withdraw(text, nlu):
             return await self._start_withdraw(msg, nlu, now)
+        if _bare_rating(text):
+            return await self._rate(msg, nlu, now)
         intent = nlu.intent if nlu.confidence >= self.settings.min_intent_confidence else "unknown"
         if intent == "report_issue":
             return await self._start_report(msg, nlu, now)
@@ -298,7 +311,17 @@ class Dialogue:
             return await self._open(conv.draft, msg, now)
         if nlu.intent == "deny":
             return self._say(msg, IDLE, "cancelled")
-        return Turn(conv, (self._confirm_text(msg, conv.draft),))
+        adds = nlu.intent == "report_issue" or nlu.entity("address") or nlu.entity("phone")
+        if len(text) < SUPPLEMENT_MIN_CHARS or not adds:  # "嗯嗯", "好的谢谢": nothing to file, ask again
+            return Turn(conv, (self._confirm_text(msg, conv.draft),))
+        # a detail, a corrected place or phone joins the report, which is shown again
+        draft = dataclasses.replace(
+            conv.draft,
+            description=f"{conv.draft.description}；{msg.text.strip()}",
+            location_text=nlu.entity("address") or conv.draft.location_text,
+            phone=nlu.entity("phone") or _find_phone(msg.text) or conv.draft.phone,
+        )
+        return Turn(Conversation("await_confirm", draft), (self._confirm_text(msg, draft, updated=True),))
 
     async def _next_question(self, draft: Draft, msg: IncomingMessage, now: datetime) -> Turn:
         """Ask for what is still missing, in order: location, phone (once), confirmation."""
@@ -311,10 +334,11 @@ class Dialogue:
             return self._say(msg, Conversation("await_phone", draft), "ask_phone", location=_where(draft))
         return Turn(Conversation("await_confirm", draft), (self._confirm_text(msg, draft),))
 
-    def _confirm_text(self, msg: IncomingMessage, draft: Draft) -> str:
+    def _confirm_text(self, msg: IncomingMessage, draft: Draft, updated: bool = False) -> str:
         return self.replies.render(
             "confirm",
             channel=msg.channel,
+            updated=updated,
             description=draft.description,
             category_name=self._category_name(draft),
             location=_where(draft),
@@ -467,21 +491,19 @@ def _small_number(text: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-_SCORE_WORDS = {"非常满意": 5, "满意": 5, "一般": 3, "不满意": 1, "很不满意": 1, "差": 1}
-
-
 def _score(text: str, nlu: NluResult) -> int | None:
-    rating = nlu.entity("rating")
-    for candidate in (rating, text.strip()):
-        if not candidate:
-            continue
-        m = re.fullmatch(r"\s*([1-5])\s*分?\s*", candidate)
-        if m:
-            return int(m.group(1))
-        for word in sorted(_SCORE_WORDS, key=len, reverse=True):
-            if word in candidate:
-                return _SCORE_WORDS[word]
-    return None
+    value = nlu.entity("rating")
+    if value is None and (found := rating(text)) is not None:
+        value = found.value
+    return int(value) if value else None
+
+
+def _bare_rating(text: str) -> bool:
+    """A message that is only a rating ("3", "5分", "五星", "一般", "不满意"): the answer to the
+    rating request, whatever intent the NLU gives such a short text."""
+    core = text.strip().rstrip("!！。.~～")
+    found = rating(core)
+    return found is not None and found.start == 0 and found.end == len(core)
 
 
 def _where(draft: Draft) -> str:

@@ -151,14 +151,22 @@ def _trim_address(text: str, start: int, end: int) -> Entity | None:
 
 
 def _ratings(text: str) -> list[Entity]:
-    """At most one rating: the first number ("打3分"), else the strongest phrase."""
+    found = rating(text)
+    return [found] if found else []
+
+
+def rating(text: str) -> Entity | None:
+    """The rating `text` gives: the first number ("打3分"), else the strongest phrase; a text that
+    is nothing but a digit 1–5 (the answer to "回复 1–5 分") counts too."""
     if m := _RATING_NUMBER.search(text):
         digit = m.group(1) or m.group(2)
-        return [Entity("rating", str(_RATING_DIGITS[digit]), m.start(), m.end())]
+        return Entity("rating", str(_RATING_DIGITS[digit]), m.start(), m.end())
+    if m := re.fullmatch(r"\s*([1-5])\s*", text):
+        return Entity("rating", m.group(1), m.start(1), m.end(1))
     for word, value in _RATING_WORDS:
         if (at := text.find(word)) >= 0:
-            return [Entity("rating", str(value), at, at + len(word))]
-    return []
+            return Entity("rating", str(value), at, at + len(word))
+    return None
 
 
 def _resolve_overlaps(found: list[Entity]) -> tuple[Entity, ...]:
