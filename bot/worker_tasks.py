@@ -42,7 +42,7 @@ from bot.ticketing import TicketService
 from bot.tickets import Ticket, TicketNotFound
 from flows import Event, Grid, GridDirectory, TransitionRefused, Worker
 from integrations.base import IncomingMessage, Reply
-from integrations.wechat import WorkerCommand, parse_worker_command
+from integrations.wechat import WorkerCommand, parse_worker_command, unspaced_command
 
 log = logging.getLogger("gridbot.workers")
 
@@ -137,6 +137,10 @@ class WorkerDesk:
         if command is None:
             if await self._dispatcher.in_conversation(msg.channel, msg.user_id):
                 return await self._dispatcher.handle(msg)
+            guess = unspaced_command(msg.text)
+            if guess is not None:  # "办结已清理完毕": show the form, act on nothing
+                example = guess.argument[:30] if guess.needs_argument else ""
+                return [self._say(msg, "add_space", word=guess.word, action=VERB_NAMES[guess.verb], example=example)]
             return [self._say(msg, "help", name=worker.name)]
         if command.missing_argument:
             return [self._say(msg, "missing_argument", verb=VERB_NAMES[command.verb])]

@@ -123,3 +123,19 @@ async def test_a_resident_of_the_rest_channel_has_no_channel_and_it_is_recorded(
     await service.outbox.run_once()
     states = {(s.audience, s.status) for s in await deliveries(services.redis, services.keys, number)}
     assert ("resident", "no_channel") in states and ("assignee", "sent") in states
+
+
+async def test_casual_talk_starting_with_a_verb_moves_nothing_and_tells_the_resident_nothing(service: Service):
+    number = await service.report("o-casual")
+    await service.outbox.run_once()
+    told_before = len(service.fake.sent_to("mp_custom"))
+    asked = await service.worker("ZhangFang00", "进度怎么样了", 6301)
+    assert asked.startswith("未办理") and "进度 怎么样了" in asked
+    assert "未办理" in await service.worker("ZhangFang00", "上报了吗？", 6302)
+    hint = await service.worker("ZhangFang00", "办结已清理完毕", 6303)
+    assert "办结 已清理完毕" in hint
+    ticket = await service.client.app[SERVICES].tickets.store.get(number)
+    assert (ticket.status, ticket.flow.level) == ("dispatched", "grid")
+    assert not [e for e in ticket.timeline if e.kind in ("progress", "escalate", "resolve")]
+    await service.outbox.run_once()
+    assert len(service.fake.sent_to("mp_custom")) == told_before  # no "有新进展：怎么样了"
