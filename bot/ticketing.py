@@ -45,6 +45,7 @@ class TicketView:
     location: str
     open: bool
     last_progress: str
+    return_reason: str = ""  # the worker's, of the latest 退回
 
 
 class FlowHolder:
@@ -246,6 +247,7 @@ class TicketService:
             (e.text for e in reversed(ticket.timeline) if e.kind in {"progress", "resolve", "accept"} and e.text),
             flow.status_name(state.status),
         )
+        returned = next((e.text for e in reversed(ticket.timeline) if e.kind == "return" and e.text), "")
         # the place (e.g. 青枫街道) when the ticket has a grid, else the flow's unit (e.g. 区联动中心)
         area = self._directory.area_name(state.grid_code, state.level) if state.grid_code and self._directory else None
         unit_name = area or (flow.unit_name(state.unit) if state.unit in flow.units else "")
@@ -263,6 +265,7 @@ class TicketService:
             location=ticket.location_text,
             open=not flow.is_final(state.status),
             last_progress=progress,
+            return_reason=returned,
         )
 
 

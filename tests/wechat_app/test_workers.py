@@ -139,3 +139,12 @@ async def test_casual_talk_starting_with_a_verb_moves_nothing_and_tells_the_resi
     assert not [e for e in ticket.timeline if e.kind in ("progress", "escalate", "resolve")]
     await service.outbox.run_once()
     assert len(service.fake.sent_to("mp_custom")) == told_before  # no "有新进展：怎么样了"
+
+
+async def test_the_dispatcher_reads_why_a_worker_returned_the_ticket(service: Service):
+    number = await service.report("o-return-reason")
+    await service.outbox.run_once()
+    await service.worker("ZhangFang00", f"退回 {number} 不属于本网格，是隔壁小区", 6401)
+    await service.outbox.run_once()
+    [told] = [m.content for m in service.fake.sent_to("wecom_app") if m.to == ("Dispatcher01",)]
+    assert number in told and "不属于本网格，是隔壁小区" in told
