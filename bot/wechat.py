@@ -376,28 +376,24 @@ class OverdueDigest:
                 await self._robots.enqueue(robot_key, QueuedText(text))
 
     async def digests(self, now: datetime) -> list[tuple[str, str]]:
-        """(robot key, text) for every grid with a robot and overdue open tickets."""
+        """(robot key, text) for every grid with a robot and overdue open tickets. A status whose deadline clock is off (办结, awaiting the rating) is not overdue."""
         if self._s.directory is None:
             return []
         flow = self._s.tickets.flow
         numbers: set[str] = set()
-        for status in flow.statuses:
-            if not flow.is_final(status):
+        for status, spec in flow.statuses.items():
+            if spec.clock and not spec.final:
                 numbers |= await self._s.tickets.store.numbers_by_status(status)
         overdue = [t for t in await self._s.tickets.store.get_many(sorted(numbers)) if t.flow.deadline < now]
+        template = self._s.replies.env.get_template("notify/robot/overdue_digest.j2")
         out = []
         for grid in self._s.directory.grids:
             mine = sorted((t for t in overdue if t.grid_code == grid.code), key=lambda t: t.number)
             if not grid.robot_key or not mine:
                 continue
-            lines = [f"【超期工单日报】{grid.name} {now:%m月%d日}：{len(mine)} 件超期未办结"]
-            for t in mine[: self.MAX_LINES]:
-                view = self._s.tickets.view(t)
-                days = (now - t.flow.deadline).days
-                lines.append(f"{t.number}（{view.category_name}·{view.colour_name}，{view.status_name}，超期{days}天）")
-            if len(mine) > self.MAX_LINES:
-                lines.append(f"……等共 {len(mine)} 件")
-            out.append((grid.robot_key, "\n".join(lines)))
+            rows = [(self._s.tickets.view(t), now - t.flow.deadline) for t in mine[: self.MAX_LINES]]
+            text = template.render(grid_name=grid.name, day=f"{now:%m月%d日}", total=len(mine), rows=rows)
+            out.append((grid.robot_key, text.strip()))
         return out
 
 

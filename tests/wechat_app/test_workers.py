@@ -148,3 +148,16 @@ async def test_the_dispatcher_reads_why_a_worker_returned_the_ticket(service: Se
     await service.outbox.run_once()
     [told] = [m.content for m in service.fake.sent_to("wecom_app") if m.to == ("Dispatcher01",)]
     assert number in told and "不属于本网格，是隔壁小区" in told
+
+
+async def test_the_digest_leaves_out_tickets_resolved_in_time_and_counts_hours_under_a_day(service: Service):
+    resolved = await service.report("o-digest-done")
+    late = await service.report("o-digest-late", first_id=1100)
+    await service.outbox.run_once()
+    await service.worker("ZhangFang00", f"接单 {resolved}", 6501)
+    await service.worker("ZhangFang00", f"办结 {resolved} 已清运", 6502)  # before the deadline (11-25 10:00)
+    service.clock.advance(days=1, hours=5)  # 11-25 15:00: five hours past it
+    await service.outbox.run_once()
+    [digest] = [m.content for m in service.fake.sent_to("wecom_robot") if "超期工单日报" in m.content]
+    assert "1 件超期未办结" in digest and late in digest and "超期5小时" in digest
+    assert resolved not in digest
