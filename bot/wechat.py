@@ -21,7 +21,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -274,8 +274,9 @@ class QueuedText:
 
 
 class RobotQueue:
-    """Group robots: every message is queued; `flush` sends within each robot's minute, merging
-    what waits into as few messages as fit 2,048 bytes. Nothing is dropped: a refused send stays
+    """Group robots: every message is queued (a longer one than 2,048 bytes as several); `flush`
+    sends within each robot's minute, merging what waits into as few messages as fit 2,048
+    bytes. Nothing is dropped: a refused send stays
     queued for the next run. (A crash between a send and trimming the queue repeats that one
     group message: the group robot API has no idempotency key.)"""
 
@@ -293,9 +294,13 @@ class RobotQueue:
         self._forget = redis.register_script(_FORGET_EMPTY)
 
     async def enqueue(self, robot_key: str, item: QueuedText) -> None:
+        """A text over 2,048 bytes goes as several, cut at line ends; its delivery counts as sent
+        with the last piece (they leave in order)."""
         rid = short_hash(robot_key)
+        pieces = [p.strip("\n") for p in split_utf8(item.text, ROBOT_TEXT_MAX_BYTES)]
+        items = [*(QueuedText(p) for p in pieces[:-1]), replace(item, text=pieces[-1])]
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.rpush(self._keys.robot_queue(rid), json.dumps(asdict(item), ensure_ascii=False))
+            pipe.rpush(self._keys.robot_queue(rid), *(json.dumps(asdict(i), ensure_ascii=False) for i in items))
             pipe.hset(self._keys.robot_queues(), rid, robot_key)
             await pipe.execute()
 
@@ -340,9 +345,9 @@ class RobotQueue:
 
 
 def merge_texts(texts: list[str], limit: int = ROBOT_TEXT_MAX_BYTES) -> tuple[str, int]:
-    """(one message, how many texts it holds): as many as fit `limit` bytes, at least one (cut)."""
-    first = split_utf8(texts[0], limit)[0]
-    merged, taken = first, 1
+    """(one message, how many texts it holds): as many as fit `limit` bytes, at least one (each
+    queued text fits: `RobotQueue.enqueue` cut the longer ones)."""
+    merged, taken = texts[0], 1
     for text in texts[1:]:
         candidate = f"{merged}\n——————\n{text}"
         if len(candidate.encode()) > limit:
@@ -376,7 +381,8 @@ class OverdueDigest:
                 await self._robots.enqueue(robot_key, QueuedText(text))
 
     async def digests(self, now: datetime) -> list[tuple[str, str]]:
-        """(robot key, text) for every grid with a robot and overdue open tickets. A status whose deadline clock is off (办结, awaiting the rating) is not overdue."""
+        """(robot key, text) for every grid with a robot and overdue open tickets. A status whose
+        deadline clock is off (办结, awaiting the rating) is not overdue."""
         if self._s.directory is None:
             return []
         flow = self._s.tickets.flow

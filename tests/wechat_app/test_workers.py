@@ -161,3 +161,19 @@ async def test_the_digest_leaves_out_tickets_resolved_in_time_and_counts_hours_u
     [digest] = [m.content for m in service.fake.sent_to("wecom_robot") if "超期工单日报" in m.content]
     assert "1 件超期未办结" in digest and late in digest and "超期5小时" in digest
     assert resolved not in digest
+
+
+async def test_a_digest_longer_than_one_robot_message_arrives_whole_in_order(service: Service):
+    service.fake.robot_per_minute = 1000  # the fake counts real seconds; the service counts its own clock
+    numbers = [await service.report(f"o-many-{i}", first_id=2000 + 10 * i) for i in range(35)]
+    await service.outbox.run_once()
+    before = len(service.fake.sent_to("wecom_robot"))
+    service.clock.advance(days=3)
+    await service.outbox.run_once()
+    sent = [m.content for m in service.fake.sent_to("wecom_robot")[before:]]
+    assert len(sent) >= 2 and all(len(text.encode()) <= 2048 for text in sent)
+    lines = "\n".join(sent).split("\n")
+    assert lines[0].startswith("【超期工单日报】") and "35 件超期未办结" in lines[0]
+    listed = [NUMBER.search(line).group(0) for line in lines[1:] if NUMBER.search(line)]
+    assert listed == sorted(numbers)[:30]  # every line, in order, none cut off
+    assert lines[-1] == "……等共 35 件"
