@@ -15,6 +15,8 @@ from bot.flow_versions import FlowVersions
 from bot.tickets import Change, Notification, Ticket, TicketNotFound, TicketStore, TimelineEntry
 from flows import Action, Event, Flow, GridDirectory, StepResult, TicketState, migrate, new_ticket, step
 
+GRID_LEVEL = "grid"  # the flow's lowest level: the grid directory's workers act on tickets there
+
 
 @dataclass(frozen=True, slots=True)
 class ReportDraft:
@@ -46,6 +48,7 @@ class TicketView:
     open: bool
     last_progress: str
     return_reason: str = ""  # the worker's, of the latest 退回
+    at_grid: bool = True  # False once it is the community's, street's or district's
 
 
 class FlowHolder:
@@ -266,6 +269,7 @@ class TicketService:
             open=not flow.is_final(state.status),
             last_progress=progress,
             return_reason=returned,
+            at_grid=state.level == GRID_LEVEL,
         )
 
 

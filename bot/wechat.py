@@ -36,6 +36,7 @@ from bot.keys import Keys
 from bot.logs import log_event
 from bot.media import FOLDERS, WECOM_FOLDER, safe_name
 from bot.outbox import OUTBOX, MaybeDelivered, Outbox, Outgoing, RateWindow, RetryLater, Undeliverable, short_hash
+from bot.ticketing import GRID_LEVEL
 from bot.worker_tasks import TaskLinks, TaskPages, WorkerDesk
 from integrations.base import IncomingMessage, MessageHandler, Reply
 from integrations.wechat import (
@@ -381,8 +382,8 @@ class OverdueDigest:
                 await self._robots.enqueue(robot_key, QueuedText(text))
 
     async def digests(self, now: datetime) -> list[tuple[str, str]]:
-        """(robot key, text) for every grid with a robot and overdue open tickets. A status whose
-        deadline clock is off (办结, awaiting the rating) is not overdue."""
+        """(robot key, text) for every grid with a robot and overdue open tickets still at grid
+        level. A status whose deadline clock is off (办结, awaiting the rating) is not overdue."""
         if self._s.directory is None:
             return []
         flow = self._s.tickets.flow
@@ -390,7 +391,8 @@ class OverdueDigest:
         for status, spec in flow.statuses.items():
             if spec.clock and not spec.final:
                 numbers |= await self._s.tickets.store.numbers_by_status(status)
-        overdue = [t for t in await self._s.tickets.store.get_many(sorted(numbers)) if t.flow.deadline < now]
+        overdue = [t for t in await self._s.tickets.store.get_many(sorted(numbers))
+                   if t.flow.deadline < now and t.flow.level == GRID_LEVEL]  # above it: not the grid's
         template = self._s.replies.env.get_template("notify/robot/overdue_digest.j2")
         out = []
         for grid in self._s.directory.grids:

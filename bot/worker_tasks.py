@@ -38,7 +38,7 @@ from bot.keys import Keys
 from bot.logs import log_event
 from bot.media import UPLOAD, WECOM
 from bot.replies import BUILTIN_DIR, Replies
-from bot.ticketing import TicketService
+from bot.ticketing import GRID_LEVEL, TicketService
 from bot.tickets import Ticket, TicketNotFound
 from flows import Event, Grid, GridDirectory, TransitionRefused, Worker
 from integrations.base import IncomingMessage, Reply
@@ -158,6 +158,9 @@ class WorkerDesk:
         if ticket is None or ticket.grid_code != grid.code:
             log_event(log, "worker_refused_ticket", worker=worker.wecom_user_id, ticket=number)
             return "not_found", {"number": number}
+        if ticket.flow.level != GRID_LEVEL:  # escalated: the street's (or higher) now, not the grid's
+            log_event(log, "worker_refused_level", worker=worker.wecom_user_id, ticket=number, at=ticket.flow.level)
+            return "left_grid", {"number": number, "level": self._tickets.view(ticket).level_name}
         data: list[tuple[str, str]] = []
         note = command.argument
         if command.verb == "resolve":
@@ -246,6 +249,10 @@ class TaskPages:
         if owned is None:
             log_event(log, "task_link_refused", logging.WARNING, ticket=number, peer=request.remote or "")
             raise web.HTTPForbidden(text=self._page("tasks/refused.html"), content_type="text/html")
+        if owned[2].flow.level != GRID_LEVEL:  # escalated: nothing of it shows, nothing may be done
+            view = self._tickets.view(owned[2])
+            raise web.HTTPForbidden(text=self._page("tasks/left_grid.html", number=number, level=view.level_name),
+                                    content_type="text/html")
         return owned
 
     def _page(self, name: str, **context: object) -> str:

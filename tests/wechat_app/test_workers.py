@@ -177,3 +177,43 @@ async def test_a_digest_longer_than_one_robot_message_arrives_whole_in_order(ser
     listed = [NUMBER.search(line).group(0) for line in lines[1:] if NUMBER.search(line)]
     assert listed == sorted(numbers)[:30]  # every line, in order, none cut off
     assert lines[-1] == "……等共 35 件"
+
+
+def _form(query: str, **fields: str) -> aiohttp.FormData:
+    form = aiohttp.FormData()
+    for key, value in [kv.split("=", 1) for kv in query.split("&")]:
+        form.add_field(key, value)
+    for key, value in fields.items():
+        form.add_field(key, value)
+    return form
+
+
+async def test_an_escalated_ticket_leaves_the_grid_and_the_dispatchers_are_told(service: Service):
+    number = await service.report("o-up")
+    await service.outbox.run_once()
+    link = urlsplit(next(m for m in service.fake.sent_to("wecom_app") if m.msgtype == "textcard").url)
+    robot_before = len(service.fake.sent_to("wecom_robot"))
+    assert "已上报" in await service.worker("ZhangFang00", f"上报 {number} 需要街道协调", 6601)
+    await service.outbox.run_once()
+
+    group = [m.content for m in service.fake.sent_to("wecom_robot")[robot_before:]]
+    assert group and all("已派本网格" not in text for text in group)
+    assert any(number in text and "街道" in text and "无需接单" in text for text in group)
+    [told] = [m.content for m in service.fake.sent_to("wecom_app") if m.to == ("Dispatcher01",)]
+    assert number in told and "承办：街道" in told
+
+    # a grid worker can no longer act on it, by command or on the task page
+    refused = await service.worker("ZhangFang00", f"接单 {number}", 6602)
+    assert "网格不能再办理" in refused
+    page = await service.client.get(f"{link.path}?{link.query}")
+    html = await page.text()
+    assert page.status == 403 and "网格不能再办理" in html and "垃圾" not in html
+    posted = await service.client.post(link.path, data=_form(link.query, action="accept"))
+    assert posted.status == 403
+    ticket = await service.client.app[SERVICES].tickets.store.get(number)
+    assert (ticket.status, ticket.flow.level, ticket.flow.assignee) == ("escalated", "street", None)
+
+    # nor is it in the grid's overdue digest: the street is late with it, not the grid
+    service.clock.advance(days=3)
+    await service.outbox.run_once()
+    assert not [m for m in service.fake.sent_to("wecom_robot") if "超期工单日报" in m.content]
