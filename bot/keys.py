@@ -166,10 +166,7 @@ class Keys:
     def digest_sent(self, day: str) -> str:
         return f"{self.prefix}digest-sent:{day}"
 
-    # grid workers (bot/worker_tasks.py): the ticket a bare command means, a photo awaiting 办结
-    def worker_current(self, user_id: str) -> str:
-        return f"{self.prefix}worker-current:{user_id}"
-
+    # grid workers (bot/worker_tasks.py): photos awaiting 办结
     def worker_photos(self, user_id: str) -> str:
         return f"{self.prefix}worker-photos:{user_id}"
 

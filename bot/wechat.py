@@ -223,11 +223,9 @@ class MpDeliverer:
 class WecomCardDeliverer:
     """A worker's task card: title, the ticket's lines, a signed link to the task page."""
 
-    def __init__(self, api: WecomApi, links: TaskLinks, redis: Redis, keys: Keys, per_minute: int) -> None:
+    def __init__(self, api: WecomApi, links: TaskLinks, per_minute: int) -> None:
         self._api = api
         self._links = links
-        self._redis = redis
-        self._keys = keys
         self.per_minute = per_minute
 
     async def deliver(self, recipient: str, message: Outgoing) -> str:
@@ -241,8 +239,6 @@ class WecomCardDeliverer:
             raise _translate(exc) from exc
         if recipient in result.invalid_users:
             raise Undeliverable(f"WeCom does not know user {recipient}")
-        # a bare command (接单) from this worker now means this ticket
-        await self._redis.set(self._keys.worker_current(recipient), message.ticket, ex=30 * 86400)
         return "sent"
 
 
@@ -613,8 +609,7 @@ async def _wire(app: web.Application) -> AsyncIterator[None]:
     if not api_missing:
         wecom_api = WecomApi(WecomApiConfig(ww.corp_id, int(ww.agent_id), ww.secret, api_base=ww.api_base),
                              session, tokens)
-        outbox.register("wecom_card", WecomCardDeliverer(wecom_api, links, services.redis, services.keys,
-                                                         config.outbox.wecom_per_minute))
+        outbox.register("wecom_card", WecomCardDeliverer(wecom_api, links, config.outbox.wecom_per_minute))
         outbox.register("wecom_text", WecomTextDeliverer(wecom_api, config.outbox.wecom_per_minute))
         wiring.wecom_media = desk.downloads = MediaKeeper(
             wecom_api, config.path(config.service.media_dir) / WECOM_FOLDER, services

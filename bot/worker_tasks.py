@@ -2,9 +2,10 @@
 
 A WeCom message comes from a worker when the sender's user id is in the grid directory. A
 worker's command (接单 / 进度 <text> / 办结 <text> / 上报 [reason] / 退回 <reason>, optionally
-with a ticket number; else the ticket of the last task card) becomes a flow event with actor
-"worker" and `by` = the user id. A worker acts only on tickets of their own grid; another
-grid's ticket reads exactly like an unknown number.
+with a ticket number) becomes a flow event with actor "worker" and `by` = the user id. Without
+a number it applies only when exactly one ticket fits (`WorkerDesk.candidates`); otherwise
+the worker gets the list to choose from. A worker acts only on tickets of their own grid while
+they are at grid level; another grid's ticket reads exactly like an unknown number.
 
 The task page (`/tasks/<number>?u=&e=&s=`) is reached from the task card: the link carries the
 worker's id and an expiry, signed with HMAC-SHA256 under `service.link_secret`.
@@ -43,11 +44,12 @@ from bot.tickets import Ticket, TicketNotFound
 from flows import Event, Grid, GridDirectory, TransitionRefused, Worker
 from integrations.base import IncomingMessage, Reply
 from integrations.wechat import WorkerCommand, parse_worker_command, unspaced_command
+from integrations.wechat.work import WorkerVerb
 
 log = logging.getLogger("gridbot.workers")
 
 PHOTO_TTL_SECONDS = 86400
-CURRENT_TTL_SECONDS = 30 * 86400
+MAX_LISTED = 10  # tickets a bare command lists when it could mean several
 MAX_PHOTO_BYTES = 5 * 1024 * 1024
 VERB_NAMES = {"accept": "接单", "progress": "报告进展", "resolve": "办结", "escalate": "上报", "return": "退回"}
 PAGE_ACTIONS = tuple(VERB_NAMES)
@@ -144,9 +146,14 @@ class WorkerDesk:
             return [self._say(msg, "help", name=worker.name)]
         if command.missing_argument:
             return [self._say(msg, "missing_argument", verb=VERB_NAMES[command.verb])]
-        number = command.ticket_number or await self._redis.get(self._keys.worker_current(worker.wecom_user_id))
-        if not number:
-            return [self._say(msg, "which_ticket")]
+        number = command.ticket_number
+        if number is None:  # a bare command: only the one ticket it can mean, else ask which
+            candidates = await self.candidates(worker, grid, command.verb)
+            if len(candidates) != 1:
+                views = [self._tickets.view(t) for t in candidates[:MAX_LISTED]]
+                return [self._say(msg, "which_ticket", action=VERB_NAMES[command.verb], word=command.word,
+                                  needs_argument=command.needs_argument, tickets=views, total=len(candidates))]
+            number = candidates[0].number
         template, context = await self.act(worker, grid, number, command)
         return [self._say(msg, template, **context)]
 
@@ -179,9 +186,24 @@ class WorkerDesk:
             return "refused", {"number": number, "reason": exc.reason}
         except TicketNotFound:
             return "not_found", {"number": number}
-        await self._redis.set(self._keys.worker_current(worker.wecom_user_id), number, ex=CURRENT_TTL_SECONDS)
         log_event(log, "worker_acted", worker=worker.wecom_user_id, ticket=number, verb=command.verb)
         return "done", {"verb": VERB_NAMES[command.verb], "t": self._tickets.view(moved)}
+
+    async def candidates(self, worker: Worker, grid: Grid, verb: WorkerVerb) -> list[Ticket]:
+        """The tickets a bare command may mean: of the worker's grid, at grid level, in a status
+        the flow lets a worker `verb` from; for 接单 not yet anyone else's, for the rest this
+        worker's own (accepted by them)."""
+        flow = self._tickets.flow
+        statuses = {s for t in flow.transitions if t.event == verb and "worker" in t.actors for s in t.sources}
+        numbers: set[str] = set()
+        for status in statuses:
+            numbers |= await self._tickets.store.numbers_by_status(status)
+        holders = (None, worker.wecom_user_id) if verb == "accept" else (worker.wecom_user_id,)
+        return [
+            t for t in await self._tickets.store.get_many(sorted(numbers))
+            if t.grid_code == grid.code and t.flow.level == GRID_LEVEL and t.status in statuses
+            and t.flow.assignee in holders
+        ]
 
     async def own_ticket(self, user_id: str, number: str) -> tuple[Worker, Grid, Ticket] | None:
         """The worker and the ticket, if the ticket belongs to the worker's grid."""

@@ -8,6 +8,7 @@ import aiohttp
 
 from bot.app import SERVICES
 from bot.outbox import deliveries
+from bot.timers import TimerRunner
 from flows import Event
 from tests.conftest import say
 from tests.wechat_app.conftest import NUMBER, Service
@@ -217,3 +218,29 @@ async def test_an_escalated_ticket_leaves_the_grid_and_the_dispatchers_are_told(
     service.clock.advance(days=3)
     await service.outbox.run_once()
     assert not [m for m in service.fake.sent_to("wecom_robot") if "超期工单日报" in m.content]
+
+
+async def test_a_bare_command_acts_only_when_one_ticket_fits_else_lists_them(service: Service):
+    services = service.client.app[SERVICES]
+    older = await service.report("o-bare-1")
+    await service.outbox.run_once()
+    service.clock.advance(minutes=30)
+    newer = await service.report("o-bare-2", first_id=1100)
+    await service.outbox.run_once()  # the newer card came last
+    listed = await service.worker("ZhangFang00", "接单", 6701)
+    assert "2张工单可以接单" in listed and older in listed and newer in listed and "环境卫生" in listed
+    assert "13812345678" not in listed and "金桥小区" not in listed
+    service.clock.advance(hours=1, minutes=45)  # the older one's 催办 card comes now
+    await TimerRunner(services.redis, services.keys, services.tickets, service.clock).run_once()
+    await service.outbox.run_once()
+    cards = [m.title for m in service.fake.sent_to("wecom_app") if m.msgtype == "textcard"]
+    assert "催办" in cards[-1] and older in cards[-1]
+    assert "2张工单可以接单" in await service.worker("ZhangFang00", "接单", 6702)
+    for number in (older, newer):
+        assert (await services.tickets.store.get(number)).status == "dispatched"  # neither moved
+
+    assert "已接单" in await service.worker("ZhangFang00", f"接单 {older}", 6703)
+    assert "已接单" in await service.worker("ZhangFang00", "接单", 6704)  # only the newer one waits now
+    assert (await services.tickets.store.get(newer)).flow.assignee == "ZhangFang00"
+    assert "2张工单可以报告进展" in await service.worker("ZhangFang00", "进度 已联系物业", 6705)
+    assert "没有可以直接办结的工单" in await service.worker("LiuYang01", "办结 已清运", 6706)  # another grid's
