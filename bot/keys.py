@@ -168,7 +168,8 @@ class Keys:
 
     # grid workers (bot/worker_tasks.py): photos awaiting 办结
     def worker_photos(self, user_id: str) -> str:
-        return f"{self.prefix}worker-photos:{user_id}"
+        """List of JSON `KeptPhoto`s (the older `worker-photos:` held bare references)."""
+        return f"{self.prefix}worker-kept-photos:{user_id}"
 
     def media_failed(self) -> str:
         """Hash: provider media id -> why downloading it failed (shown with the ticket's photos)."""

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -48,7 +49,11 @@ from integrations.wechat.work import WorkerVerb
 
 log = logging.getLogger("gridbot.workers")
 
-PHOTO_TTL_SECONDS = 86400
+# A photo sent while the worker held exactly one ticket is that ticket's and waits a day for its
+# 办结; any other goes only with a 办结 within the window (service clock), whichever ticket.
+PHOTO_WINDOW = timedelta(minutes=30)
+PHOTO_KEEP = timedelta(hours=24)
+MAX_KEPT_PHOTOS = 50
 MAX_LISTED = 10  # tickets a bare command lists when it could mean several
 MAX_PHOTO_BYTES = 5 * 1024 * 1024
 VERB_NAMES = {"accept": "接单", "progress": "报告进展", "resolve": "办结", "escalate": "上报", "return": "退回"}
@@ -80,6 +85,19 @@ class TaskLinks:
             return False
         expected = self._sign(number, user_id, int(expires))
         return hmac.compare_digest(expected, signature) and int(expires) > self.clock().timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class KeptPhoto:
+    """A photo awaiting a 办结, as JSON in `keys.worker_photos`."""
+
+    reference: str  # "wecom:<media id>" or "upload:<number>/<name>"
+    at: str  # when it arrived, ISO on the service clock
+    ticket: str = ""  # the ticket it was sent for, when that was unambiguous
+
+    def goes_with(self, number: str, now: datetime) -> bool:
+        age = now - datetime.fromisoformat(self.at)
+        return self.ticket == number and age <= PHOTO_KEEP if self.ticket else age <= PHOTO_WINDOW
 
 
 class PhotoKeeper(Protocol):
@@ -131,8 +149,11 @@ class WorkerDesk:
             return await self._dispatcher.handle(msg)
         worker, grid = found
         if msg.kind == "image":
-            await self.keep_photos(worker, tuple(f"{WECOM}{m}" for m in msg.media_ids))
-            return [self._say(msg, "photo_received", count=len(msg.media_ids))]
+            held = await self.candidates(worker, grid, "resolve")
+            tied = held[0].number if len(held) == 1 else ""
+            await self.keep_photos(worker, tuple(f"{WECOM}{m}" for m in msg.media_ids), tied)
+            minutes = int(PHOTO_WINDOW.total_seconds() // 60)
+            return [self._say(msg, "photo_received", count=len(msg.media_ids), number=tied, minutes=minutes)]
         if msg.kind != "text":
             return []
         command = parse_worker_command(msg.text)
@@ -170,11 +191,10 @@ class WorkerDesk:
             return "left_grid", {"number": number, "level": self._tickets.view(ticket).level_name}
         data: list[tuple[str, str]] = []
         note = command.argument
-        if command.verb == "resolve":
-            photos = await self._take_photos(worker)
-            if photos:
-                data.append(("photos", ",".join(photos)))
-                note = f"{note}（附照片{len(photos)}张）"
+        photos = await self._photos_for(worker, number) if command.verb == "resolve" else []
+        if photos:
+            data.append(("photos", ",".join(p.reference for _, p in photos)))
+            note = f"{note}（附照片{len(photos)}张）"
         if note:
             data.append(("note", note))
         if command.verb == "return" and command.argument:
@@ -186,8 +206,11 @@ class WorkerDesk:
             return "refused", {"number": number, "reason": exc.reason}
         except TicketNotFound:
             return "not_found", {"number": number}
+        if photos:  # only now: a refused 办结 keeps them for the next one
+            await self._forget_photos(worker, [raw for raw, _ in photos])
         log_event(log, "worker_acted", worker=worker.wecom_user_id, ticket=number, verb=command.verb)
-        return "done", {"verb": VERB_NAMES[command.verb], "t": self._tickets.view(moved)}
+        attached = len(photos) if command.verb == "resolve" else None
+        return "done", {"verb": VERB_NAMES[command.verb], "t": self._tickets.view(moved), "photos": attached}
 
     async def candidates(self, worker: Worker, grid: Grid, verb: WorkerVerb) -> list[Ticket]:
         """The tickets a bare command may mean: of the worker's grid, at grid level, in a status
@@ -213,22 +236,31 @@ class WorkerDesk:
             return None
         return found[0], found[1], ticket
 
-    async def keep_photos(self, worker: Worker, references: tuple[str, ...]) -> None:
-        """Photos for the worker's next 办结: "wecom:<media id>" or "upload:<number>/<name>"."""
+    async def keep_photos(self, worker: Worker, references: tuple[str, ...], ticket: str) -> None:
+        """Photos for a 办结: "wecom:<media id>" or "upload:<number>/<name>", for `ticket` when
+        it is known ("" otherwise)."""
         key = self._keys.worker_photos(worker.wecom_user_id)
+        at = self._clock().isoformat()
+        entries = [json.dumps(asdict(KeptPhoto(r, at, ticket)), ensure_ascii=False) for r in references]
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.rpush(key, *references)
-            pipe.expire(key, PHOTO_TTL_SECONDS)
+            pipe.rpush(key, *entries)
+            pipe.ltrim(key, -MAX_KEPT_PHOTOS, -1)
+            pipe.expire(key, int(PHOTO_KEEP.total_seconds()))
             await pipe.execute()
 
-    async def _take_photos(self, worker: Worker) -> list[str]:
+    async def _photos_for(self, worker: Worker, number: str) -> list[tuple[str, KeptPhoto]]:
+        """(stored entry, photo) of the kept photos that go with a 办结 of `number` now."""
+        now = self._clock()
+        kept = [(raw, KeptPhoto(**json.loads(raw)))
+                for raw in await self._redis.lrange(self._keys.worker_photos(worker.wecom_user_id), 0, -1)]
+        return [(raw, photo) for raw, photo in kept if photo.goes_with(number, now)]
+
+    async def _forget_photos(self, worker: Worker, entries: list[str]) -> None:
         key = self._keys.worker_photos(worker.wecom_user_id)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.lrange(key, 0, -1)
-            pipe.delete(key)
-            photos, _ = await pipe.execute()
-        # a bare media id was kept before references carried their source: a WeCom one
-        return [str(p) if str(p).startswith((UPLOAD, WECOM)) else f"{WECOM}{p}" for p in photos]
+            for raw in entries:
+                pipe.lrem(key, 1, raw)
+            await pipe.execute()
 
     async def _group(self, msg: IncomingMessage) -> list[Reply]:
         """@-mentioned in a group: the report goes on in private; the group hears only that."""
@@ -311,7 +343,7 @@ class TaskPages:
             message = self._replies.render("missing_argument", channel="worker", verb=VERB_NAMES[command.verb])
         else:
             if verb == "resolve" and photo is not None:
-                await self._desk.keep_photos(worker, (self._save_photo(ticket.number, *photo),))
+                await self._desk.keep_photos(worker, (self._save_photo(ticket.number, *photo),), ticket.number)
             template, context = await self._desk.act(worker, grid, ticket.number, command)
             message = self._replies.render(template, channel="worker", **context)
         after = await self._tickets.store.get(ticket.number) or ticket

@@ -24,6 +24,21 @@ async def test_a_worker_of_another_grid_is_refused_and_the_ticket_does_not_move(
     assert (await service.worker("LiuYang01", "接单 WG202611249999", 6002)).startswith("未找到工单 WG202611249999，")
 
 
+def photo_xml(user: str, media_id: str, msg_id: int) -> str:
+    return (
+        f"<xml><ToUserName><![CDATA[c]]></ToUserName><FromUserName><![CDATA[{user}]]></FromUserName>"
+        "<CreateTime>1764000001</CreateTime><MsgType><![CDATA[image]]></MsgType>"
+        f"<PicUrl><![CDATA[http://x/p.jpg]]></PicUrl><MediaId><![CDATA[{media_id}]]></MediaId>"
+        f"<MsgId>{msg_id}</MsgId><AgentID>1000002</AgentID></xml>"
+    )
+
+
+async def send_photo(service: Service, user: str, media_id: str, msg_id: int) -> str:
+    status, reply = await service.send(service.work.message(photo_xml(user, media_id, msg_id)))
+    assert status == 200 and isinstance(reply, dict), reply
+    return reply["Content"]
+
+
 async def test_worker_commands_progress_resolve_with_photo(service: Service):
     number = await service.report("o-commands")
     await service.outbox.run_once()  # the task card makes this the worker's current ticket
@@ -244,3 +259,37 @@ async def test_a_bare_command_acts_only_when_one_ticket_fits_else_lists_them(ser
     assert (await services.tickets.store.get(newer)).flow.assignee == "ZhangFang00"
     assert "2张工单可以报告进展" in await service.worker("ZhangFang00", "进度 已联系物业", 6705)
     assert "没有可以直接办结的工单" in await service.worker("LiuYang01", "办结 已清运", 6706)  # another grid's
+
+
+async def test_a_refused_resolve_keeps_the_photo_for_the_next_one(service: Service):
+    number = await service.report("o-photo-refused")
+    await service.outbox.run_once()
+    await send_photo(service, "ZhangFang00", "media-early", 6801)
+    refused = await service.worker("ZhangFang00", f"办结 {number} 已清运", 6802)  # not accepted yet
+    assert "不能" in refused
+    await service.worker("ZhangFang00", f"接单 {number}", 6803)
+    done = await service.worker("ZhangFang00", f"办结 {number} 已清运", 6804)
+    assert "已办结" in done and "附照片1张" in done
+    ticket = await service.client.app[SERVICES].tickets.store.get(number)
+    assert [e.photos for e in ticket.timeline if e.kind == "resolve"] == [("wecom:media-early",)]
+
+
+async def test_a_photo_goes_with_its_own_ticket_or_only_a_resolve_soon_after_it(service: Service):
+    services = service.client.app[SERVICES]
+    first = await service.report("o-photo-a")
+    second = await service.report("o-photo-b", first_id=1100)
+    await service.outbox.run_once()
+    await service.worker("ZhangFang00", f"接单 {first}", 6901)
+    tied = await send_photo(service, "ZhangFang00", "media-for-a", 6902)  # the only ticket she holds
+    assert first in tied
+    await service.worker("ZhangFang00", f"接单 {second}", 6903)
+    untied = await send_photo(service, "ZhangFang00", "media-unclear", 6904)  # she holds two now
+    assert "30分钟内" in untied
+    service.clock.advance(hours=1)
+    done = await service.worker("ZhangFang00", f"办结 {second} 噪音已劝停", 6905)
+    assert "未附照片" in done  # neither the first ticket's photo nor the hour-old unclear one
+    done = await service.worker("ZhangFang00", f"办结 {first} 已清运", 6906)
+    assert "附照片1张" in done
+    photos = {n: [e.photos for e in (await services.tickets.store.get(n)).timeline if e.kind == "resolve"]
+              for n in (first, second)}
+    assert photos == {first: [("wecom:media-for-a",)], second: [()]}
