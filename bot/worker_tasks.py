@@ -38,7 +38,7 @@ from redis.asyncio import Redis
 from bot.dispatcher import Dispatcher
 from bot.keys import Keys
 from bot.logs import log_event
-from bot.media import UPLOAD, WECOM
+from bot.media import UPLOAD, WECOM, image_type
 from bot.replies import BUILTIN_DIR, Replies
 from bot.ticketing import GRID_LEVEL, TicketService
 from bot.tickets import Ticket, TicketNotFound
@@ -56,6 +56,9 @@ PHOTO_KEEP = timedelta(hours=24)
 MAX_KEPT_PHOTOS = 50
 MAX_LISTED = 10  # tickets a bare command lists when it could mean several
 MAX_PHOTO_BYTES = 5 * 1024 * 1024
+# the task pages are never to be framed by another site (clickjacking their buttons)
+PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
+                "Content-Security-Policy": "frame-ancestors 'none'"}
 VERB_NAMES = {"accept": "接单", "progress": "报告进展", "resolve": "办结", "escalate": "上报", "return": "退回"}
 PAGE_ACTIONS = tuple(VERB_NAMES)
 
@@ -302,11 +305,12 @@ class TaskPages:
             else None
         if owned is None:
             log_event(log, "task_link_refused", logging.WARNING, ticket=number, peer=request.remote or "")
-            raise web.HTTPForbidden(text=self._page("tasks/refused.html"), content_type="text/html")
+            raise web.HTTPForbidden(text=self._page("tasks/refused.html"), content_type="text/html",
+                                    headers=PAGE_HEADERS)
         if owned[2].flow.level != GRID_LEVEL:  # escalated: nothing of it shows, nothing may be done
             view = self._tickets.view(owned[2])
             raise web.HTTPForbidden(text=self._page("tasks/left_grid.html", number=number, level=view.level_name),
-                                    content_type="text/html")
+                                    content_type="text/html", headers=PAGE_HEADERS)
         return owned
 
     def _page(self, name: str, **context: object) -> str:
@@ -316,14 +320,15 @@ class TaskPages:
         worker, _, ticket = await self._authorised(request, dict(request.query))
         return self._html(ticket, worker, dict(request.query), message="")
 
-    def _html(self, ticket: Ticket, worker: Worker, auth: dict[str, str], message: str) -> web.Response:
+    def _html(
+        self, ticket: Ticket, worker: Worker, auth: dict[str, str], message: str, status: int = 200
+    ) -> web.Response:
         view = self._tickets.view(ticket)
         recent = [e for e in ticket.timeline if e.text and e.kind in PAGE_ACTIONS][-5:]
         auth = {k: auth.get(k, "") for k in ("u", "e", "s")}
         text = self._page("tasks/page.html", t=view, worker=worker, auth=auth, message=message,
                           actions=VERB_NAMES, recent=recent)
-        return web.Response(text=text, content_type="text/html", charset="utf-8",
-                            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+        return web.Response(text=text, status=status, content_type="text/html", charset="utf-8", headers=PAGE_HEADERS)
 
     async def act(self, request: web.Request) -> web.Response:
         """The page's form: multipart (read as a stream: a photo may be larger than the service's
@@ -339,20 +344,24 @@ class TaskPages:
             raise web.HTTPBadRequest(text="unknown action")
         command = WorkerCommand(verb=verb, ticket_number=ticket.number,  # type: ignore[arg-type]
                                 argument=fields.get("note", "").strip()[:500])
+        kind = image_type(photo[:16]) if photo is not None else None
+        if photo is not None and kind is None:  # whatever the browser declared: an SVG is no photo
+            message = self._replies.render("not_a_photo", channel="worker")
+            return self._html(ticket, worker, fields, message=message, status=400)
         if command.missing_argument:
             message = self._replies.render("missing_argument", channel="worker", verb=VERB_NAMES[command.verb])
         else:
-            if verb == "resolve" and photo is not None:
-                await self._desk.keep_photos(worker, (self._save_photo(ticket.number, *photo),), ticket.number)
+            if verb == "resolve" and photo is not None and kind is not None:
+                await self._desk.keep_photos(worker, (self._save_photo(ticket.number, kind, photo),), ticket.number)
             template, context = await self._desk.act(worker, grid, ticket.number, command)
             message = self._replies.render(template, channel="worker", **context)
         after = await self._tickets.store.get(ticket.number) or ticket
         return self._html(after, worker, fields, message=message)
 
-    async def _read_form(self, request: web.Request) -> tuple[dict[str, str], tuple[str, bytes] | None]:
+    async def _read_form(self, request: web.Request) -> tuple[dict[str, str], bytes | None]:
         reader = await request.multipart()
         fields: dict[str, str] = {}
-        photo: tuple[str, bytes] | None = None
+        photo: bytes | None = None
         while (part := await reader.next()) is not None:
             if not isinstance(part, BodyPartReader) or not part.name:
                 continue
@@ -362,19 +371,16 @@ class TaskPages:
                     data += chunk
                     if len(data) > MAX_PHOTO_BYTES:
                         raise web.HTTPRequestEntityTooLarge(max_size=MAX_PHOTO_BYTES, actual_size=len(data))
-                kind = part.headers.get("Content-Type", "")
                 if data:
-                    if not kind.startswith("image/"):
-                        raise web.HTTPBadRequest(text="the photo must be an image")
-                    photo = (kind, bytes(data))
+                    photo = bytes(data)
             else:
                 fields[part.name] = (await part.text())[:2000]
         return fields, photo
 
     def _save_photo(self, number: str, content_type: str, data: bytes) -> str:
+        """`content_type`: what `image_type` found in the data (jpeg, png, gif, webp)."""
         folder = self._media_dir / number
         folder.mkdir(parents=True, exist_ok=True)
-        suffix = re.sub(r"[^a-z0-9]", "", content_type.removeprefix("image/").lower())[:5] or "img"
-        name = f"{uuid.uuid4().hex}.{suffix}"
+        name = f"{uuid.uuid4().hex}.{content_type.removeprefix('image/')}"
         (folder / name).write_bytes(data)
         return f"{UPLOAD}{number}/{name}"

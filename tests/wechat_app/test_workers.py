@@ -293,3 +293,29 @@ async def test_a_photo_goes_with_its_own_ticket_or_only_a_resolve_soon_after_it(
     photos = {n: [e.photos for e in (await services.tickets.store.get(n)).timeline if e.kind == "resolve"]
               for n in (first, second)}
     assert photos == {first: [("wecom:media-for-a",)], second: [()]}
+
+
+async def test_the_task_page_takes_only_real_images_and_may_not_be_framed(service: Service, tmp_path):
+    number = await service.report("o-upload")
+    await service.outbox.run_once()
+    link = urlsplit(next(m for m in service.fake.sent_to("wecom_app") if m.msgtype == "textcard").url)
+    page = await service.client.get(f"{link.path}?{link.query}")
+    forbidden = await service.client.get(f"{link.path}?u=ZhangFang00&e=1&s=0")
+    for response in (page, forbidden):
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert response.headers["Content-Security-Policy"] == "frame-ancestors 'none'"
+    await service.client.post(link.path, data=_form(link.query, action="accept"))
+
+    svg = _form(link.query, action="resolve", note="已清运")
+    svg.add_field("photo", b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>",
+                  filename="x.svg", content_type="image/svg+xml")
+    refused = await service.client.post(link.path, data=svg)
+    assert refused.status == 400 and "不是照片" in await refused.text()
+    ticket = await service.client.app[SERVICES].tickets.store.get(number)
+    assert ticket.status == "accepted" and not (tmp_path / "media" / number).exists()
+
+    jpeg = _form(link.query, action="resolve", note="已清运")
+    jpeg.add_field("photo", b"\xff\xd8\xff" + b"0" * 1000, filename="p", content_type="application/octet-stream")
+    done = await service.client.post(link.path, data=jpeg)
+    assert done.status == 200 and "附照片1张" in await done.text()
+    assert [p.suffix for p in (tmp_path / "media" / number).iterdir()] == [".jpeg"]
