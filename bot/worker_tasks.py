@@ -11,10 +11,11 @@ The task page (`/tasks/<number>?u=&e=&s=`) is reached from the task card: the li
 worker's id and an expiry, signed with HMAC-SHA256 under `service.link_secret`.
 
 In a group chat the bot hears only messages that @-mention its robot (WeCom sends nothing
-else); the report then continues in a private chat (the replies are marked private) and the
-group only hears that it did — never a phone number, an address or what was reported. A worker
-who started a report that way answers its questions in the app: text that is not a command goes
-to the dialogue while one is under way.
+else). A worker's command there is carried out as in the app and answered in private; anything
+else is a report that continues in a private chat (the replies are marked private). Either way
+the group only hears that the answer went to private — never a phone number, an address or what
+was reported. A worker who started a report that way answers its questions in the app: text
+that is not a command goes to the dialogue while one is under way.
 """
 
 from __future__ import annotations
@@ -159,27 +160,41 @@ class WorkerDesk:
             return [self._say(msg, "photo_received", count=len(msg.media_ids), number=tied, minutes=minutes)]
         if msg.kind != "text":
             return []
+        answer = await self._answer(worker, grid, msg)
+        if answer is not None:
+            return [self._say(msg, answer[0], **answer[1])]
+        if await self._dispatcher.in_conversation(msg.channel, msg.user_id):
+            return await self._dispatcher.handle(msg)
+        return [self._say(msg, "help", name=worker.name)]
+
+    async def _answer(
+        self, worker: Worker, grid: Grid, msg: IncomingMessage
+    ) -> tuple[str, dict[str, object]] | None:
+        """(reply template, context) for a worker's command, or for a verb run into its words
+        while no report is under way; None when the text is not for the desk."""
         command = parse_worker_command(msg.text)
-        if command is None:
-            if await self._dispatcher.in_conversation(msg.channel, msg.user_id):
-                return await self._dispatcher.handle(msg)
-            guess = unspaced_command(msg.text)
-            if guess is not None:  # "办结已清理完毕": show the form, act on nothing
-                example = guess.argument[:30] if guess.needs_argument else ""
-                return [self._say(msg, "add_space", word=guess.word, action=VERB_NAMES[guess.verb], example=example)]
-            return [self._say(msg, "help", name=worker.name)]
+        if command is not None:
+            return await self._command(worker, grid, command)
+        guess = unspaced_command(msg.text)
+        if guess is None or await self._dispatcher.in_conversation(msg.channel, msg.user_id):
+            return None
+        # "办结已清理完毕": show the form, act on nothing ("进度怎么样了" reads the same way)
+        example = guess.argument[:30] if guess.needs_argument else ""
+        return "add_space", {"word": guess.word, "action": VERB_NAMES[guess.verb], "example": example}
+
+    async def _command(self, worker: Worker, grid: Grid, command: WorkerCommand) -> tuple[str, dict[str, object]]:
         if command.missing_argument:
-            return [self._say(msg, "missing_argument", verb=VERB_NAMES[command.verb])]
+            return "missing_argument", {"verb": VERB_NAMES[command.verb]}
         number = command.ticket_number
         if number is None:  # a bare command: only the one ticket it can mean, else ask which
             candidates = await self.candidates(worker, grid, command.verb)
             if len(candidates) != 1:
                 views = [self._tickets.view(t) for t in candidates[:MAX_LISTED]]
-                return [self._say(msg, "which_ticket", action=VERB_NAMES[command.verb], word=command.word,
-                                  needs_argument=command.needs_argument, tickets=views, total=len(candidates))]
+                return "which_ticket", {"action": VERB_NAMES[command.verb], "word": command.word,
+                                        "needs_argument": command.needs_argument, "tickets": views,
+                                        "total": len(candidates)}
             number = candidates[0].number
-        template, context = await self.act(worker, grid, number, command)
-        return [self._say(msg, template, **context)]
+        return await self.act(worker, grid, number, command)
 
     async def act(
         self, worker: Worker, grid: Grid, number: str, command: WorkerCommand
@@ -266,17 +281,23 @@ class WorkerDesk:
             await pipe.execute()
 
     async def _group(self, msg: IncomingMessage) -> list[Reply]:
-        """@-mentioned in a group: the report goes on in private; the group hears only that."""
+        """@-mentioned in a group: a worker's command is answered in private, anything else is a
+        report that goes on in private; the group hears only that."""
         if msg.kind != "text":
             return []
         private = replace(msg, in_group=False, group_id=None, text=self._mention.sub("", msg.text).strip())
-        answers = await self._dispatcher.handle(private)
-        notice = Reply(
+        found = self._directory.worker(msg.user_id) if self._directory is not None else None
+        answer = await self._answer(*found, private) if found is not None else None
+        if answer is not None:
+            notice, answers = "answered_in_private", [self._say(private, answer[0], **answer[1])]
+        else:
+            notice, answers = "moved_to_private", await self._dispatcher.handle(private)
+        to_group = Reply(
             recipient_id=msg.group_id or msg.user_id,
-            text=self._replies.render("moved_to_private", channel="worker", bot_name=self._bot_name),
+            text=self._replies.render(notice, channel="worker", bot_name=self._bot_name),
             private=False,
         )
-        return [notice, *(replace(r, private=True) for r in answers)]
+        return [to_group, *(replace(r, private=True) for r in answers)]
 
     def _say(self, msg: IncomingMessage, template: str, **context: object) -> Reply:
         return Reply(recipient_id=msg.user_id, text=self._replies.render(template, channel="worker", **context))
