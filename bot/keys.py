@@ -166,12 +166,10 @@ class Keys:
     def digest_sent(self, day: str) -> str:
         return f"{self.prefix}digest-sent:{day}"
 
-    # grid workers (bot/worker_tasks.py): the ticket a bare command means, a photo awaiting 办结
-    def worker_current(self, user_id: str) -> str:
-        return f"{self.prefix}worker-current:{user_id}"
-
+    # grid workers (bot/worker_tasks.py): photos awaiting 办结
     def worker_photos(self, user_id: str) -> str:
-        return f"{self.prefix}worker-photos:{user_id}"
+        """List of JSON `KeptPhoto`s (the older `worker-photos:` held bare references)."""
+        return f"{self.prefix}worker-kept-photos:{user_id}"
 
     def media_failed(self) -> str:
         """Hash: provider media id -> why downloading it failed (shown with the ticket's photos)."""

@@ -15,6 +15,8 @@ from bot.flow_versions import FlowVersions
 from bot.tickets import Change, Notification, Ticket, TicketNotFound, TicketStore, TimelineEntry
 from flows import Action, Event, Flow, GridDirectory, StepResult, TicketState, migrate, new_ticket, step
 
+GRID_LEVEL = "grid"  # the flow's lowest level: the grid directory's workers act on tickets there
+
 
 @dataclass(frozen=True, slots=True)
 class ReportDraft:
@@ -45,6 +47,8 @@ class TicketView:
     location: str
     open: bool
     last_progress: str
+    return_reason: str = ""  # the worker's, of the latest 退回
+    at_grid: bool = True  # False once it is the community's, street's or district's
 
 
 class FlowHolder:
@@ -246,6 +250,7 @@ class TicketService:
             (e.text for e in reversed(ticket.timeline) if e.kind in {"progress", "resolve", "accept"} and e.text),
             flow.status_name(state.status),
         )
+        returned = next((e.text for e in reversed(ticket.timeline) if e.kind == "return" and e.text), "")
         # the place (e.g. 青枫街道) when the ticket has a grid, else the flow's unit (e.g. 区联动中心)
         area = self._directory.area_name(state.grid_code, state.level) if state.grid_code and self._directory else None
         unit_name = area or (flow.unit_name(state.unit) if state.unit in flow.units else "")
@@ -263,6 +268,8 @@ class TicketService:
             location=ticket.location_text,
             open=not flow.is_final(state.status),
             last_progress=progress,
+            return_reason=returned,
+            at_grid=state.level == GRID_LEVEL,
         )
 
 

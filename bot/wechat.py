@@ -21,7 +21,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -36,6 +36,7 @@ from bot.keys import Keys
 from bot.logs import log_event
 from bot.media import FOLDERS, WECOM_FOLDER, safe_name
 from bot.outbox import OUTBOX, MaybeDelivered, Outbox, Outgoing, RateWindow, RetryLater, Undeliverable, short_hash
+from bot.ticketing import GRID_LEVEL
 from bot.worker_tasks import TaskLinks, TaskPages, WorkerDesk
 from integrations.base import IncomingMessage, MessageHandler, Reply
 from integrations.wechat import (
@@ -225,11 +226,9 @@ class MpDeliverer:
 class WecomCardDeliverer:
     """A worker's task card: title, the ticket's lines, a signed link to the task page."""
 
-    def __init__(self, api: WecomApi, links: TaskLinks, redis: Redis, keys: Keys, per_minute: int) -> None:
+    def __init__(self, api: WecomApi, links: TaskLinks, per_minute: int) -> None:
         self._api = api
         self._links = links
-        self._redis = redis
-        self._keys = keys
         self.per_minute = per_minute
 
     async def deliver(self, recipient: str, message: Outgoing) -> str:
@@ -243,8 +242,6 @@ class WecomCardDeliverer:
             raise _translate(exc) from exc
         if recipient in result.invalid_users:
             raise Undeliverable(f"WeCom does not know user {recipient}")
-        # a bare command (接单) from this worker now means this ticket
-        await self._redis.set(self._keys.worker_current(recipient), message.ticket, ex=30 * 86400)
         return "sent"
 
 
@@ -277,8 +274,9 @@ class QueuedText:
 
 
 class RobotQueue:
-    """Group robots: every message is queued; `flush` sends within each robot's minute, merging
-    what waits into as few messages as fit 2,048 bytes. Nothing is dropped: a refused send stays
+    """Group robots: every message is queued (a longer one than 2,048 bytes as several); `flush`
+    sends within each robot's minute, merging what waits into as few messages as fit 2,048
+    bytes. Nothing is dropped: a refused send stays
     queued for the next run. (A crash between a send and trimming the queue repeats that one
     group message: the group robot API has no idempotency key.)"""
 
@@ -296,9 +294,13 @@ class RobotQueue:
         self._forget = redis.register_script(_FORGET_EMPTY)
 
     async def enqueue(self, robot_key: str, item: QueuedText) -> None:
+        """A text over 2,048 bytes goes as several, cut at line ends; its delivery counts as sent
+        with the last piece (they leave in order)."""
         rid = short_hash(robot_key)
+        pieces = [p.strip("\n") for p in split_utf8(item.text, ROBOT_TEXT_MAX_BYTES)]
+        items = [*(QueuedText(p) for p in pieces[:-1]), replace(item, text=pieces[-1])]
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.rpush(self._keys.robot_queue(rid), json.dumps(asdict(item), ensure_ascii=False))
+            pipe.rpush(self._keys.robot_queue(rid), *(json.dumps(asdict(i), ensure_ascii=False) for i in items))
             pipe.hset(self._keys.robot_queues(), rid, robot_key)
             await pipe.execute()
 
@@ -343,9 +345,9 @@ class RobotQueue:
 
 
 def merge_texts(texts: list[str], limit: int = ROBOT_TEXT_MAX_BYTES) -> tuple[str, int]:
-    """(one message, how many texts it holds): as many as fit `limit` bytes, at least one (cut)."""
-    first = split_utf8(texts[0], limit)[0]
-    merged, taken = first, 1
+    """(one message, how many texts it holds): as many as fit `limit` bytes, at least one (each
+    queued text fits: `RobotQueue.enqueue` cut the longer ones)."""
+    merged, taken = texts[0], 1
     for text in texts[1:]:
         candidate = f"{merged}\n——————\n{text}"
         if len(candidate.encode()) > limit:
@@ -379,28 +381,26 @@ class OverdueDigest:
                 await self._robots.enqueue(robot_key, QueuedText(text))
 
     async def digests(self, now: datetime) -> list[tuple[str, str]]:
-        """(robot key, text) for every grid with a robot and overdue open tickets."""
+        """(robot key, text) for every grid with a robot and overdue open tickets still at grid
+        level. A status whose deadline clock is off (办结, awaiting the rating) is not overdue."""
         if self._s.directory is None:
             return []
         flow = self._s.tickets.flow
         numbers: set[str] = set()
-        for status in flow.statuses:
-            if not flow.is_final(status):
+        for status, spec in flow.statuses.items():
+            if spec.clock and not spec.final:
                 numbers |= await self._s.tickets.store.numbers_by_status(status)
-        overdue = [t for t in await self._s.tickets.store.get_many(sorted(numbers)) if t.flow.deadline < now]
+        overdue = [t for t in await self._s.tickets.store.get_many(sorted(numbers))
+                   if t.flow.deadline < now and t.flow.level == GRID_LEVEL]  # above it: not the grid's
+        template = self._s.replies.env.get_template("notify/robot/overdue_digest.j2")
         out = []
         for grid in self._s.directory.grids:
             mine = sorted((t for t in overdue if t.grid_code == grid.code), key=lambda t: t.number)
             if not grid.robot_key or not mine:
                 continue
-            lines = [f"【超期工单日报】{grid.name} {now:%m月%d日}：{len(mine)} 件超期未办结"]
-            for t in mine[: self.MAX_LINES]:
-                view = self._s.tickets.view(t)
-                days = (now - t.flow.deadline).days
-                lines.append(f"{t.number}（{view.category_name}·{view.colour_name}，{view.status_name}，超期{days}天）")
-            if len(mine) > self.MAX_LINES:
-                lines.append(f"……等共 {len(mine)} 件")
-            out.append((grid.robot_key, "\n".join(lines)))
+            rows = [(self._s.tickets.view(t), now - t.flow.deadline) for t in mine[: self.MAX_LINES]]
+            text = template.render(grid_name=grid.name, day=f"{now:%m月%d日}", total=len(mine), rows=rows)
+            out.append((grid.robot_key, text.strip()))
         return out
 
 
@@ -612,8 +612,7 @@ async def _wire(app: web.Application) -> AsyncIterator[None]:
     if not api_missing:
         wecom_api = WecomApi(WecomApiConfig(ww.corp_id, int(ww.agent_id), ww.secret, api_base=ww.api_base),
                              session, tokens)
-        outbox.register("wecom_card", WecomCardDeliverer(wecom_api, links, services.redis, services.keys,
-                                                         config.outbox.wecom_per_minute))
+        outbox.register("wecom_card", WecomCardDeliverer(wecom_api, links, config.outbox.wecom_per_minute))
         outbox.register("wecom_text", WecomTextDeliverer(wecom_api, config.outbox.wecom_per_minute))
         wiring.wecom_media = desk.downloads = MediaKeeper(
             wecom_api, config.path(config.service.media_dir) / WECOM_FOLDER, services

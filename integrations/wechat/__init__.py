@@ -33,6 +33,7 @@ from integrations.wechat.work import (
     WecomChannel,
     WorkerCommand,
     parse_worker_command,
+    unspaced_command,
 )
 
 __all__ = [
@@ -64,4 +65,5 @@ __all__ = [
     "WecomSendResult",
     "WorkerCommand",
     "parse_worker_command",
+    "unspaced_command",
 ]

@@ -135,32 +135,62 @@ _VERBS: dict[str, WorkerVerb] = {
     "上报": "escalate",
     "退回": "return",
 }
+_WORDS: dict[WorkerVerb, str] = {verb: word for word, verb in _VERBS.items()}
 _NEEDS_ARGUMENT: frozenset[WorkerVerb] = frozenset({"progress", "resolve", "return"})
-_SEP = r"[\s:：,，、]*"
-_COMMAND = re.compile(
-    rf"^({'|'.join(_VERBS)}){_SEP}(?:([A-Za-z]{{1,6}}\d{{8,16}})(?![A-Za-z0-9]){_SEP})?(.*)$", re.DOTALL
-)
+_SEP = r"[\s:：,，、;；.。!！]"
+_NUMBER = r"[A-Za-z]{1,6}\d{8,16}(?![A-Za-z0-9])"
+_VERB = f"({'|'.join(_VERBS)})"
+# after the verb: a separator, a ticket number or nothing — "进度怎么样了" and "上报了吗？" are talk
+_COMMAND = re.compile(rf"^{_VERB}(?:{_SEP}+|(?={_NUMBER})|$)(?:({_NUMBER}){_SEP}*)?(.*)$", re.DOTALL)
+_UNSPACED = re.compile(rf"^{_VERB}(.+)$", re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerCommand:
     verb: WorkerVerb
-    ticket_number: str | None = None  # "接单 WG202611220001"; None: the worker's current ticket
+    ticket_number: str | None = None  # "接单 WG202611220001"; None: the one ticket the verb can mean
     argument: str = ""  # progress note, resolution note, reason for escalating or returning
 
     @property
-    def missing_argument(self) -> bool:
+    def word(self) -> str:
+        """The command as the worker types it: 接单, 进度, 办结, 上报, 退回."""
+        return _WORDS[self.verb]
+
+    @property
+    def needs_argument(self) -> bool:
         """进度, 办结 and 退回 need a text (the note or the reason)."""
-        return self.verb in _NEEDS_ARGUMENT and not self.argument
+        return self.verb in _NEEDS_ARGUMENT
+
+    @property
+    def missing_argument(self) -> bool:
+        return self.needs_argument and not self.argument
+
+
+def _normal(text: str) -> str:
+    return text.replace("\u3000", " ").strip()
 
 
 def parse_worker_command(text: str) -> WorkerCommand | None:
     """接单 / 进度 <text> / 办结 <text> / 上报 [reason] / 退回 <reason>, each optionally followed by
-    a ticket number; None when the text is not a command."""
-    match = _COMMAND.match(text.replace("\u3000", " ").strip())
+    a ticket number; None when the text is not a command. The verb must be followed by a
+    separator (space, colon, comma…), a ticket number or the end of the text."""
+    match = _COMMAND.match(_normal(text))
     if match is None:
         return None
     verb, number, argument = match.groups()
     return WorkerCommand(
         verb=_VERBS[verb], ticket_number=number.upper() if number else None, argument=argument.strip()
     )
+
+
+def unspaced_command(text: str) -> WorkerCommand | None:
+    """What a text that runs a verb into its words ("办结已清理完毕") would mean with a space, when
+    it is not a command as written. Never to be acted on ("进度怎么样了" reads the same way): only
+    to show the worker the form that would have worked."""
+    if parse_worker_command(text) is not None:
+        return None
+    match = _UNSPACED.match(_normal(text))
+    if match is None:
+        return None
+    verb, rest = match.groups()
+    return WorkerCommand(verb=_VERBS[verb], argument=rest.strip())

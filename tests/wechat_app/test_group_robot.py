@@ -123,3 +123,20 @@ async def test_robot_callbacks_are_verified_like_wecom_s(service: Service) -> No
     status, _ = await service.send(service.robot.message(no_sender))
     assert status == 400
     assert not [m for m in service.fake.sent_to("wecom_app") if "u1" in m.to]
+
+
+async def test_a_worker_s_command_in_the_group_is_done_and_answered_in_private(service: Service) -> None:
+    number = await service.report("o-group-command")
+    status, group_reply = await mention(service, "ZhangFang00", f"@网格助手 接单 {number}", "g-cmd")
+    assert status == 200 and isinstance(group_reply, dict), group_reply
+    assert "私聊" in group_reply["Content"] and number not in group_reply["Content"]
+    [answer] = [m for m in await app_messages_to(service.fake, "ZhangFang00", 1) if m.msgtype == "text"]
+    assert "已接单" in answer.content and number in answer.content
+    ticket = await service.client.app[SERVICES].tickets.store.get(number)
+    assert (ticket.status, ticket.flow.assignee) == ("accepted", "ZhangFang00")
+
+    # someone not in the directory: the words are a report, nothing is accepted for them
+    other = await service.report("o-group-command-2", first_id=1100)
+    status, group_reply = await mention(service, "member-3", f"@网格助手 接单 {other}", "g-cmd-2")
+    assert "私聊继续" in group_reply["Content"]
+    assert (await service.client.app[SERVICES].tickets.store.get(other)).status == "dispatched"
