@@ -135,8 +135,13 @@ class Keys:
         """Sorted set: deliveries waiting for their next try (score: due time)."""
         return f"{self.prefix}outbox-retry"
 
+    def outbox_retry_inflight(self) -> str:
+        """Sorted set: retries a worker has claimed (score: when its lease runs out, then they are due again)."""
+        return f"{self.prefix}outbox-retry-inflight"
+
     def outbox_dead(self) -> str:
-        """Hash: delivery id -> JSON of a delivery that gave up (admins list and retry them)."""
+        """Hash: delivery id -> JSON of a delivery that gave up or may not have arrived (uncertain):
+        admins list and retry them."""
         return f"{self.prefix}outbox-dead"
 
     def outbox_delivered(self, delivery_id: str) -> str:
