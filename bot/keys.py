@@ -139,6 +139,11 @@ class Keys:
         """Sorted set: retries a worker has claimed (score: when its lease runs out, then they are due again)."""
         return f"{self.prefix}outbox-retry-inflight"
 
+    def outbox_reply_order(self, channel: str, recipient: str) -> str:
+        """List: outbox entry ids of late replies to one recipient not yet settled, oldest first
+        (each goes only when no earlier one waits: a long answer's pieces arrive in order)."""
+        return f"{self.prefix}outbox-reply-order:{channel}:{recipient}"
+
     def outbox_dead(self) -> str:
         """Hash: delivery id -> JSON of a delivery that gave up or may not have arrived (uncertain):
         admins list and retry them."""

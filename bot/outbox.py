@@ -22,6 +22,7 @@ Channels register themselves: `app[OUTBOX].register("sms", SmsDeliverer(...))`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -54,6 +55,10 @@ STALE_CLAIM_MS = 60_000  # a consumer that holds an entry this long without acki
 BATCH = 100
 ROBOT_TEXT_MAX_BYTES = 2048
 ROBOT_SEPARATOR = "\n——————\n"
+REPLY = "reply"  # the template field of a late reply's entry: it carries its own text
+REPLY_STATUS = "回复"  # a late reply's status line in a template message
+REPLY_ORDER_WAIT_SECONDS = 1.0  # a reply behind an earlier one to the same recipient looks again
+REPLY_ORDER_TTL_SECONDS = 86400  # longer than a reply can wait in the retries
 RETRY_LEASE_SECONDS = 300  # longer than one delivery with its API retries and a template fallback
 SENDING = "sending"  # the idempotency key's value from the SET NX until the send's outcome
 
@@ -118,6 +123,11 @@ class Delivery:
     recipient: str
     rule: str = ""
     attempt: int = 0
+    text: str = ""  # a late reply's own text (template "reply"); a notification is rendered
+
+    @property
+    def is_reply(self) -> bool:
+        return self.template == REPLY
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
@@ -149,6 +159,16 @@ class DeadLetter:
     at: str
     uncertain: bool = False  # the request left and the answer was lost: a retry may send it twice
 
+
+# KEYS: the outbox stream, the recipient's reply order; ARGV: channel, recipient, text, order TTL.
+# The entry and its place in line together (the stream is trimmed like bot/tickets.py does).
+_ADD_REPLY = """
+local id = redis.call("XADD", KEYS[1], "MAXLEN", "~", 1000000, "*",
+  "template", "reply", "channel", ARGV[1], "recipient", ARGV[2], "text", ARGV[3])
+redis.call("RPUSH", KEYS[2], id)
+redis.call("EXPIRE", KEYS[2], tonumber(ARGV[4]))
+return id
+"""
 
 # Sliding minute: KEYS[1] the window; ARGV now, limit, member. 0 = go; else seconds to wait.
 _RATE = """
@@ -280,8 +300,10 @@ class Outbox:
         self._deliverers: dict[str, Deliverer] = {}
         self._rate = RateWindow(redis, clock)
         self._retries = LeasedQueue(redis, keys.outbox_retry(), keys.outbox_retry_inflight(), RETRY_LEASE_SECONDS)
+        self._add_reply = redis.register_script(_ADD_REPLY)
         self._group_ready = False
         self._opened = asyncio.Event()
+        self._wake = asyncio.Event()
         self._periodic: list[Callable[[], Awaitable[None]]] = []
 
     @property
@@ -300,16 +322,28 @@ class Outbox:
         """Every channel has registered (the app has started): `run_forever` may begin."""
         self._opened.set()
 
+    async def send_reply(self, channel: str, recipient: str, text: str) -> None:
+        """An answer that missed the passive reply, rendered: durable and retried like a
+        notification, and sent after every earlier reply to the same recipient (a long answer's
+        pieces, given in order, arrive in order). This process's loop runs at once."""
+        await self._add_reply(
+            keys=[self._keys.outbox(), self._keys.outbox_reply_order(channel, recipient)],
+            args=[channel, recipient, text, REPLY_ORDER_TTL_SECONDS],
+        )
+        self._wake.set()
+
     # ---- the loop
 
     async def run_forever(self, interval: float) -> None:
         await self._opened.wait()
         while True:
+            self._wake.clear()
             try:
                 await self.run_once()
             except Exception:
                 log.exception("outbox_loop_failed")
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):  # a reply queued meanwhile ends the wait
+                await asyncio.wait_for(self._wake.wait(), interval)
 
     async def run_once(self) -> int:
         """Deliver what the stream and the retry set hold now; returns how many deliveries ran."""
@@ -379,8 +413,13 @@ class Outbox:
         return count
 
     def _notification(self, entry_id: str, fields: Mapping[str, str]) -> Delivery:
-        """A stream entry as the delivery it stands for: a notification still to be expanded into
-        one delivery per channel and recipient (`channel` empty)."""
+        """A stream entry as the delivery it stands for: a late reply, or a notification still to
+        be expanded into one delivery per channel and recipient (`channel` empty)."""
+        if fields.get("template") == REPLY:
+            channel, recipient = fields.get("channel", ""), fields.get("recipient", "")
+            return Delivery(id=f"{entry_id}/{channel}/{short_hash(recipient)}", entry=entry_id, ticket="",
+                            template=REPLY, audience="sender", channel=channel, recipient=recipient,
+                            text=fields.get("text", ""))
         audience = fields.get("audience", "")
         return Delivery(
             id=f"{entry_id}/{audience}", entry=entry_id, ticket=fields.get("ticket", ""),
@@ -393,7 +432,7 @@ class Outbox:
         it is dead-lettered with the error and every other one goes on. (If the dead letter cannot
         be written either, Redis is down: the round stops and the entry stays to be taken again.)"""
         try:
-            targets = [d] if d.channel else await self._expand(d)
+            targets = [d] if d.channel or d.is_reply else await self._expand(d)
         except Exception as exc:
             await self._fail(d, exc)
             return 0
@@ -431,11 +470,15 @@ class Outbox:
         deliverer = self._deliverers.get(d.channel)
         if deliverer is None:
             await self._status(d, "no_channel")
+            await self._settled(d)
             return
         sent_key = self._keys.outbox_delivered(d.id)
         earlier = await self._redis.get(sent_key)
         if earlier is not None:  # before taking a rate slot: a skipped delivery sends nothing
             await self._seen_before(d, earlier)
+            return
+        if d.is_reply and await self._waits_behind(d):
+            await self._later(d, REPLY_ORDER_WAIT_SECONDS)
             return
         # rendered before the idempotency key is taken: a broken template is a dead letter, not a
         # key that makes the next try look delivered
@@ -468,6 +511,7 @@ class Outbox:
             pipe.hdel(self._keys.outbox_dead(), d.id)
             await pipe.execute()
         await self._status(d, outcome)
+        await self._settled(d)
         log_event(log, "notification_delivered", ticket=d.ticket, channel=d.channel, template=d.template,
                   outcome=outcome)
 
@@ -477,10 +521,25 @@ class Outbox:
             await self._bury(d, "the worker sending it stopped before the answer came", uncertain=True)
             return
         log_event(log, "outbox_already_delivered", ticket=d.ticket, delivery=d.id)
+        await self._settled(d)
+
+    async def _waits_behind(self, d: Delivery) -> bool:
+        """An earlier reply to the same recipient is not settled yet. (Not in line at all, as after
+        an admin's retry: it goes.)"""
+        position = await self._redis.lpos(self._keys.outbox_reply_order(d.channel, d.recipient), d.entry)
+        return bool(position)
+
+    async def _settled(self, d: Delivery) -> None:
+        """Nothing more will happen to `d` unless an admin retries it: the next reply may go."""
+        if d.is_reply:
+            await self._redis.lrem(self._keys.outbox_reply_order(d.channel, d.recipient), 1, d.entry)
 
     async def _message(self, d: Delivery) -> Outgoing | None:
         """The text for the channel; None when the ticket is gone. Undeliverable when the template
         is missing or broken (admins edit them: `templates.override_dir`)."""
+        if d.is_reply:
+            return Outgoing(ticket="", template=REPLY, audience=d.audience, delivery_id=d.id, text=d.text,
+                            status_name=REPLY_STATUS)
         ticket = await self._tickets.store.get(d.ticket)
         if ticket is None:
             log_event(log, "outbox_ticket_missing", logging.WARNING, ticket=d.ticket, delivery=d.id)
@@ -516,12 +575,13 @@ class Outbox:
                 "uncertain": uncertain}
         await self._redis.hset(self._keys.outbox_dead(), d.id, json.dumps(dead, ensure_ascii=False))
         await self._status(d, "uncertain" if uncertain else "dead", error)
+        await self._settled(d)
         log_event(log, "notification_uncertain" if uncertain else "notification_dead", logging.ERROR,
                   ticket=d.ticket, channel=d.channel, error=error)
 
     async def _status(self, d: Delivery, status: str, error: str = "") -> None:
         if not d.ticket:
-            return  # a malformed retry: nowhere to show it but the dead letters
+            return  # a reply, or a malformed retry: nowhere to show it but the dead letters
         await self._record(d.ticket, DeliveryStatus(
             id=d.id, template=d.template, audience=d.audience, channel=d.channel,
             recipient=mask_recipient(d.channel, d.recipient), status=status, at=self._clock().isoformat(),

@@ -193,16 +193,14 @@ class MpMessenger:
 
 
 class MpSender:
-    """The official account's late replies (`AsyncSender`)."""
+    """The official account's late replies (`AsyncSender`): through the outbox, so an outage of
+    the customer-service API delays an answer (a new ticket's number…) and never loses it."""
 
-    def __init__(self, messenger: MpMessenger) -> None:
-        self._messenger = messenger
+    def __init__(self, outbox: Outbox) -> None:
+        self._outbox = outbox
 
     async def send(self, reply: Reply) -> None:
-        try:
-            await self._messenger.send(reply.recipient_id, reply.text, status="回复")
-        except (WeChatApiError, ApiUnavailable, Undeliverable) as exc:
-            log_event(log, "wechat_reply_not_sent", logging.WARNING, user=reply.recipient_id, error=str(exc))
+        await self._outbox.send_reply("wechat_mp", reply.recipient_id, reply.text)
 
 
 class MpDeliverer:
@@ -426,11 +424,11 @@ class RobotChats:
 
 class WecomSender:
     """The WeCom app's and the group robot's late replies (`AsyncSender`): private ones to the
-    user as app messages; a group notice to the group's robot (a chat a robot wrote from, or a
-    grid's work group by its code)."""
+    user as app messages, through the outbox (`replies`: None without the WeCom app API); a group
+    notice to the group's robot (a chat a robot wrote from, or a grid's work group by its code)."""
 
-    def __init__(self, api: WecomApi | None, robots: RobotQueue, services: Services, chats: RobotChats) -> None:
-        self._api = api
+    def __init__(self, replies: Outbox | None, robots: RobotQueue, services: Services, chats: RobotChats) -> None:
+        self._replies = replies
         self._robots = robots
         self._s = services
         self._chats = chats
@@ -443,13 +441,10 @@ class WecomSender:
                 await self._robots.enqueue(robot_key, QueuedText(reply.text))
             if robot_key or grid is not None:
                 return
-        if self._api is None:
+        if self._replies is None:
             log_event(log, "wecom_reply_not_sent", logging.WARNING, user=reply.recipient_id, reason="no WeCom app")
             return
-        try:
-            await self._api.send_text([reply.recipient_id], reply.text)
-        except (WeChatApiError, ApiUnavailable) as exc:
-            log_event(log, "wecom_reply_not_sent", logging.WARNING, user=reply.recipient_id, error=str(exc))
+        await self._replies.send_reply("wecom_text", reply.recipient_id, reply.text)
 
 
 def robot_handler(desk: WorkerDesk, chats: RobotChats) -> MessageHandler:
@@ -596,7 +591,7 @@ async def _wire(app: web.Application) -> AsyncIterator[None]:
         outbox.register("wechat_mp", MpDeliverer(messenger))
     wiring.mp_missing = _missing([("GRIDBOT_WECHAT__TOKEN", wc.token), ("GRIDBOT_WECHAT__APP_ID", wc.app_id)])
     if not wiring.mp_missing:
-        sender = MpSender(messenger) if messenger is not None else _NoSender("official account API", mp_api_missing)
+        sender = MpSender(outbox) if messenger is not None else _NoSender("official account API", mp_api_missing)
         wiring.mp = WeChatMpChannel(
             MpCallbackConfig(wc.token, wc.app_id, wc.encoding_aes_key, wc.max_clock_skew, wc.reply_budget_seconds),
             mp_handler(services, window, media), dedup, sender,
@@ -616,7 +611,7 @@ async def _wire(app: web.Application) -> AsyncIterator[None]:
             wecom_api, config.path(config.service.media_dir) / WECOM_FOLDER, services
         )
     chats = RobotChats()
-    wecom_sender = WecomSender(wecom_api, robots, services, chats)
+    wecom_sender = WecomSender(outbox if wecom_api is not None else None, robots, services, chats)
     wiring.work_missing = _missing([("GRIDBOT_WECOM__TOKEN", ww.token),
                                     ("GRIDBOT_WECOM__ENCODING_AES_KEY", ww.encoding_aes_key),
                                     ("GRIDBOT_WECOM__CORP_ID", ww.corp_id)])
