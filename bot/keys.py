@@ -130,6 +130,11 @@ class Keys:
         """Customer-service messages sent since the follower's last message (TTL: the 48 h window)."""
         return f"{self.prefix}wechat-cs:{openid}"
 
+    def wechat_cs_event_window(self, openid: str) -> str:
+        """Customer-service messages sent since the follower's last menu click, follow or QR scan
+        (TTL: that event's minute); apart from the 48 h window, so neither shortens the other."""
+        return f"{self.prefix}wechat-cs-event:{openid}"
+
     # the notification outbox's delivery worker (bot/outbox.py)
     def outbox_retry(self) -> str:
         """Sorted set: deliveries waiting for their next try (score: due time)."""

@@ -5,7 +5,8 @@ the adapters need, the outbox's WeChat deliverers, the workers' task pages and t
 - `RedisDeduplicator`: callback retries (`wechat-seen:`, apart from the dispatcher's `seen:`).
 - `RedisTokenStore`: access tokens with one refresher per token under a Redis lock.
 - `CustomerServiceWindow`: 5 customer-service messages per follower within 48 h of their last
-  message; beyond it status changes go as template messages (`wechat.status_template_id`).
+  message (of any kind), 3 within a minute of a menu click, follow or QR scan; beyond them status
+  changes go as template messages (`wechat.status_template_id`).
 - Deliverers: `wechat_mp` (residents), `wecom_card` (workers: a text card linking the signed task
   page), `wecom_text` (dispatchers, WeCom residents), `robot` (grid groups: 20 a minute, queued
   and merged, never dropped).
@@ -70,7 +71,7 @@ CS_WINDOW_SECONDS = 48 * 3600
 EVENT_CS_LIMIT = 3  # after a menu click, a follow or a QR scan
 EVENT_CS_WINDOW_SECONDS = 60
 EVENT_KINDS = frozenset({"click", "subscribe", "scan"})
-MESSAGE_KINDS = frozenset({"text", "image", "voice", "location"})
+MESSAGE_KINDS = frozenset({"text", "image", "voice", "location"})  # and "unsupported" ones (video, link…)
 ROBOT_BATCH = 50
 ROBOT_TEXT_MAX_BYTES = 2048
 FLUSH_LEASE_SECONDS = 120  # longer than a robot send with its retries
@@ -109,27 +110,31 @@ class RedisTokenStore:
         )
 
 
-# KEYS[1] the window; ARGV[1] the limit. 1 = a message may go (counted); 0 = window closed or used up.
+# KEYS: the event's allowance, the message's; ARGV: their limits. → 1 / 2: a message may go,
+# counted against that allowance (the event's first: it lapses within its minute); 0: none left.
 _TAKE = """
-local n = redis.call("GET", KEYS[1])
-if not n or tonumber(n) >= tonumber(ARGV[1]) then return 0 end
-redis.call("INCR", KEYS[1])
-return 1
+for i = 1, 2 do
+  local n = redis.call("GET", KEYS[i])
+  if n and tonumber(n) < tonumber(ARGV[i]) then
+    redis.call("INCR", KEYS[i])
+    return i
+  end
+end
+return 0
 """
 
-
-# KEYS[1] the window; ARGV: limit, messages an event allows, its seconds.
-_EVENT_WINDOW = """
+# KEYS[1] an allowance a message was counted against, though it never left.
+_GIVE_BACK = """
 local n = redis.call("GET", KEYS[1])
-local left = n and (tonumber(ARGV[1]) - tonumber(n)) or 0
-if left < tonumber(ARGV[2]) then
-  redis.call("SET", KEYS[1], tonumber(ARGV[1]) - tonumber(ARGV[2]), "EX", tonumber(ARGV[3]))
-end
+if n and tonumber(n) > 0 then redis.call("DECR", KEYS[1]) end
 """
 
 
 class CustomerServiceWindow:
-    """Customer-service messages left per follower: opened by each of their messages."""
+    """Customer-service messages left per follower, as WeChat allows them: 5 within 48 h of their
+    last message, and 3 within a minute of a menu click, a follow or a QR scan. The two are
+    counted apart (a click never shortens the 48 hours, nor a message the click's minute); a
+    message takes from the click's first."""
 
     def __init__(self, redis: Redis, keys: Keys, limit: int = CS_LIMIT, seconds: int = CS_WINDOW_SECONDS) -> None:
         self._redis = redis
@@ -137,24 +142,35 @@ class CustomerServiceWindow:
         self._limit = limit
         self._seconds = seconds
         self._take = redis.register_script(_TAKE)
-        self._event = redis.register_script(_EVENT_WINDOW)
+        self._give_back = redis.register_script(_GIVE_BACK)
+
+    def _allowances(self, openid: str) -> list[str]:
+        return [self._keys.wechat_cs_event_window(openid), self._keys.wechat_cs_window(openid)]
 
     async def opened(self, openid: str) -> None:
         """The follower sent a message: 5 messages within 48 h from now."""
         await self._redis.set(self._keys.wechat_cs_window(openid), 0, ex=self._seconds)
 
     async def opened_by_event(self, openid: str) -> None:
-        """A menu click, a follow or a QR scan: 3 messages within a minute, unless the window
-        their last message opened has more left."""
-        await self._event(keys=[self._keys.wechat_cs_window(openid)],
-                          args=[self._limit, EVENT_CS_LIMIT, EVENT_CS_WINDOW_SECONDS])
+        """A menu click, a follow or a QR scan: 3 messages within a minute, besides the 48 h ones."""
+        await self._redis.set(self._keys.wechat_cs_event_window(openid), 0, ex=EVENT_CS_WINDOW_SECONDS)
 
-    async def take(self, openid: str) -> bool:
-        return bool(await self._take(keys=[self._keys.wechat_cs_window(openid)], args=[self._limit]))
+    async def take(self, openid: str) -> str | None:
+        """The allowance a message is counted against (for `give_back`); None: none left."""
+        allowances = self._allowances(openid)
+        taken = int(await self._take(keys=allowances, args=[EVENT_CS_LIMIT, self._limit]))
+        return allowances[taken - 1] if taken else None
+
+    async def give_back(self, allowance: str) -> None:
+        """The message counted against `allowance` surely did not leave."""
+        await self._give_back(keys=[allowance])
 
     async def close(self, openid: str) -> None:
         """WeChat refused (45015 / 45047): our count was wrong; nothing more until they write."""
-        await self._redis.set(self._keys.wechat_cs_window(openid), self._limit, keepttl=True, xx=True)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for allowance, limit in zip(self._allowances(openid), (EVENT_CS_LIMIT, self._limit), strict=True):
+                pipe.set(allowance, limit, keepttl=True, xx=True)
+            await pipe.execute()
 
 
 def _translate(exc: Exception) -> Exception:
@@ -178,12 +194,20 @@ class MpMessenger:
 
     async def send(self, openid: str, text: str, number: str = "", status: str = "") -> str:
         """→ "custom" or "template"; raises the API's errors, or Undeliverable without a template."""
-        if await self._window.take(openid):
+        allowance = await self._window.take(openid)
+        if allowance is not None:
             try:
                 await self._api.send_custom_text(openid, text)
                 return "custom"
             except CustomerServiceRefused:
                 await self._window.close(openid)
+            except ApiUnavailable as exc:
+                if not exc.maybe_delivered:  # it never got through: the slot is not used
+                    await self._window.give_back(allowance)
+                raise
+            except WeChatApiError:  # WeChat refused it (rate limit, token…): not sent either
+                await self._window.give_back(allowance)
+                raise
         if not self._template_id:
             raise Undeliverable("customer-service window closed and no wechat.status_template_id configured")
         title, _, rest = text.partition("\n")
@@ -545,15 +569,23 @@ def mp_handler(
     are fetched while WeChat still has them."""
 
     async def handle(msg: IncomingMessage) -> list[Reply]:
-        if window is not None and msg.kind in MESSAGE_KINDS:
-            await window.opened(msg.user_id)
-        elif window is not None and msg.kind in EVENT_KINDS:
+        if window is not None and msg.kind in EVENT_KINDS:
             await window.opened_by_event(msg.user_id)
+        elif window is not None and _sent_by_the_follower(msg):
+            await window.opened(msg.user_id)
         if media is not None and msg.kind == "image":
             media.keep(msg.media_ids)
         return await services.dispatcher.handle(msg)
 
     return handle
+
+
+def _sent_by_the_follower(msg: IncomingMessage) -> bool:
+    """A message, of any kind (a video, a link, a file… arrive as "unsupported"), not an event:
+    WeChat opens the 48-hour window for each."""
+    if msg.kind in MESSAGE_KINDS:
+        return True
+    return msg.kind == "unsupported" and dict(msg.extra).get("msg_type", "event") not in ("event", "")
 
 
 async def _wire(app: web.Application) -> AsyncIterator[None]:
