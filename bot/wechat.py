@@ -3,7 +3,8 @@ groups' robot callback), the Redis-backed parts
 the adapters need, the outbox's WeChat deliverers, the workers' task pages and the daily digest.
 
 - `RedisDeduplicator`: callback retries (`wechat-seen:`, apart from the dispatcher's `seen:`).
-- `RedisTokenStore`: access tokens with one refresher per token under a Redis lock.
+- `RedisTokenStore`: access tokens with one refresher per token under a Redis lock (a short
+  lease, extended while the fetch runs).
 - `CustomerServiceWindow`: 5 customer-service messages per follower within 48 h of their last
   message (of any kind), 3 within a minute of a menu click, follow or QR scan; beyond them status
   changes go as template messages (`wechat.status_template_id`).
@@ -21,7 +22,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import Protocol
 import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
+from redis.asyncio.lock import Lock
 from redis.exceptions import LockError
 
 from bot.app import SERVICES, Services
@@ -65,7 +67,8 @@ from integrations.wechat.robot import ROBOT_KEY
 log = logging.getLogger("gridbot.wechat")
 
 DEDUP_SECONDS = 3600  # WeChat's retries all come within about 15 s
-TOKEN_LOCK_LEASE_SECONDS = 120  # longer than a fetch with all its retries (~45 s)
+TOKEN_LOCK_LEASE_SECONDS = 15  # more than one fetch attempt (10 s); extended while a fetch goes on
+TOKEN_LOCK_WAIT_LEASES = 2  # a caller waits two leases for the lock: a dead holder's runs out first
 CS_LIMIT = 5
 CS_WINDOW_SECONDS = 48 * 3600
 EVENT_CS_LIMIT = 3  # after a menu click, a follow or a QR scan
@@ -90,9 +93,11 @@ class RedisDeduplicator:
 
 
 class RedisTokenStore:
-    """Access tokens shared by every process; `lock` is a Redis lock with a lease."""
+    """Access tokens shared by every process. `lock` is a Redis lock with a short lease that its
+    holder extends while it fetches: a process that dies holding it stalls token calls for one
+    lease at most. A caller that cannot have it in time gets `ApiUnavailable` (retryable)."""
 
-    def __init__(self, redis: Redis, keys: Keys, lease_seconds: int = TOKEN_LOCK_LEASE_SECONDS) -> None:
+    def __init__(self, redis: Redis, keys: Keys, lease_seconds: float = TOKEN_LOCK_LEASE_SECONDS) -> None:
         self._redis = redis
         self._keys = keys
         self._lease = lease_seconds
@@ -105,9 +110,34 @@ class RedisTokenStore:
         await self._redis.set(self._keys.wechat_token(name), token, ex=ttl_seconds)
 
     def lock(self, name: str) -> AbstractAsyncContextManager[object]:
-        return self._redis.lock(
-            self._keys.wechat_token_lock(name), timeout=self._lease, blocking_timeout=self._lease, sleep=0.02
-        )
+        return self._held(name)
+
+    @asynccontextmanager
+    async def _held(self, name: str) -> AsyncIterator[object]:
+        patience = TOKEN_LOCK_WAIT_LEASES * self._lease  # longer than a dead holder's lease
+        lock = self._redis.lock(self._keys.wechat_token_lock(name), timeout=self._lease, sleep=0.02,
+                                blocking_timeout=patience, thread_local=False)
+        if not await lock.acquire():
+            raise ApiUnavailable(f"token lock {name}", f"another process held it for over {patience:g} s")
+        keeper = asyncio.create_task(self._extend(lock, name))
+        try:
+            yield lock
+        finally:
+            keeper.cancel()
+            try:
+                await lock.release()
+            except LockError:  # the lease ran out (Redis was unreachable to extend it)
+                log_event(log, "token_lock_lease_expired", logging.WARNING, token=name)
+
+    async def _extend(self, lock: Lock, name: str) -> None:
+        """While the holder fetches (with its retries, up to ~45 s), the lease never runs out."""
+        while True:
+            await asyncio.sleep(self._lease / 3)
+            try:
+                await lock.reacquire()
+            except LockError:
+                log_event(log, "token_lock_lost", logging.WARNING, token=name)
+                return
 
 
 # KEYS: the event's allowance, the message's; ARGV: their limits. → 1 / 2: a message may go,
