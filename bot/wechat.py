@@ -661,10 +661,11 @@ async def _wire(app: web.Application) -> AsyncIterator[None]:
 
     ww = config.wecom
     wecom_api: WecomApi | None = None
-    api_missing = _missing([("GRIDBOT_WECOM__CORP_ID", ww.corp_id), ("GRIDBOT_WECOM__AGENT_ID", ww.agent_id),
+    api_missing = _missing([("GRIDBOT_WECOM__CORP_ID", ww.corp_id),
+                            ("GRIDBOT_WECOM__AGENT_ID", "" if ww.agent_id is None else str(ww.agent_id)),
                             ("GRIDBOT_WECOM__SECRET", ww.secret)])
-    if not api_missing:
-        wecom_api = WecomApi(WecomApiConfig(ww.corp_id, int(ww.agent_id), ww.secret, api_base=ww.api_base),
+    if not api_missing and ww.agent_id is not None:
+        wecom_api = WecomApi(WecomApiConfig(ww.corp_id, ww.agent_id, ww.secret, api_base=ww.api_base),
                              session, tokens)
         outbox.register("wecom_card", WecomCardDeliverer(wecom_api, links, services.redis, services.keys,
                                                          config.outbox.wecom_per_minute))

@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from bot.app import BACKGROUND, SERVICES, create_app
+from bot.config import ConfigError, load_config
 from bot.keys import Keys
 from bot.wechat import WECHAT, MediaKeeper, RedisTokenStore
 from integrations.wechat import ApiUnavailable, WeChatMpApi, WecomApi
@@ -23,6 +24,11 @@ async def test_without_credentials_the_service_starts_and_the_wechat_routes_say_
     work = await client.get("/wechat/work")
     assert work.status == 503 and "GRIDBOT_WECOM__ENCODING_AES_KEY" in await work.text()
     assert (await client.get("/tasks/WG202611240001?u=x&e=1&s=y")).status == 403
+
+
+def test_a_wecom_agent_id_that_is_not_a_number_is_a_config_error_naming_the_variable(tmp_path):
+    with pytest.raises(ConfigError, match="GRIDBOT_WECOM__AGENT_ID"):
+        load_config(tmp_path / "absent.yaml", env={"GRIDBOT_WECOM__AGENT_ID": "agent-2"})
 
 
 async def test_concurrent_token_refresh_fetches_once_across_processes(fake: FakeWeChatApi, redis, key_prefix):
