@@ -1,19 +1,27 @@
 """The notification outbox's delivery worker.
 
 `bot/tickets.py` writes a `Notification(ticket, template, audience, rule)` into the Redis stream
-`outbox` in the same MULTI as the ticket change that causes it. This worker reads the stream in
-a consumer group, turns each notification into deliveries (one per channel and recipient: the
-resident's WeChat openid, each grid worker's WeCom id, the grid's group robot, an SMS number…)
-and hands each to the `Deliverer` registered for its channel:
+`outbox` in the same MULTI as the ticket change that causes it; `Outbox.send_reply` writes a late
+reply there (an answer that missed WeChat's passive reply, rendered: channel, recipient, text).
+This worker reads the stream in a consumer group, turns each notification into deliveries (one
+per channel and recipient: the resident's WeChat openid, each grid worker's WeCom id, the grid's
+group robot, an SMS number…) and hands each to the `Deliverer` registered for its channel:
 
-- idempotent: a delivery id is `SET NX` before sending, so a crash between send and ack (the
-  stream entry is claimed again by another consumer) never notifies anyone twice within
-  `outbox.idempotency_window_seconds`; the price is that a crash between that SET and the send
-  loses the message — it shows as "sending" in the ticket's delivery list;
-- retries with exponential backoff (a sorted set of due times, the injected clock), then a
-  dead-letter hash an admin lists and retries (`gridbot outbox dead` / `gridbot outbox retry`);
-- per-channel rate limits (a sliding minute in Redis); group robots (20 a minute) queue and
-  merge instead: nothing is dropped;
+- one at a time: whatever fails for one notification (a ticket record that cannot be read, a
+  template missing or broken — admins edit them) dead-letters that one with its error; the rest
+  of the batch and later entries go on;
+- rendered, then idempotent: a delivery id is `SET NX` before sending, so a crash between send
+  and ack (the stream entry is claimed again by another consumer) never notifies anyone twice
+  within `outbox.idempotency_window_seconds`; a crash between that SET and the send's answer
+  leaves the delivery uncertain (below);
+- retries with exponential backoff (a sorted set of due times, the injected clock), each claimed
+  with a lease (bot/leases.py) so a worker killed in mid-send gives it back; then a dead-letter
+  hash an admin lists and retries (`gridbot outbox dead` / `gridbot outbox retry`);
+- uncertain deliveries (the request left, the answer was lost) are not retried behind anyone's
+  back: they are listed with the dead letters, marked uncertain, for an admin to retry by id;
+- per-channel rate limits (a sliding minute in Redis, taken only by what is really sent); group
+  robots (20 a minute) queue and merge instead: nothing is dropped;
+- late replies to one recipient go in the order they were written (a long answer's pieces);
 - every delivery's status is kept per ticket (`keys.ticket_deliveries(number)`) for the ticket page.
 
 Channels register themselves: `app[OUTBOX].register("sms", SmsDeliverer(...))`.
@@ -72,7 +80,8 @@ class Undeliverable(Exception):
 
 
 class MaybeDelivered(Exception):
-    """The request left and the answer was lost: not retried, so nobody is notified twice."""
+    """The request left and the answer was lost: not retried, so nobody is notified twice; listed
+    as uncertain with the dead letters for an admin to decide."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -482,7 +491,11 @@ class Outbox:
             return
         # rendered before the idempotency key is taken: a broken template is a dead letter, not a
         # key that makes the next try look delivered
-        message = await self._message(d)
+        try:
+            message = await self._message(d)
+        except Undeliverable as exc:
+            await self._bury(d, str(exc))
+            return
         if message is None:
             return
         wait = await self._rate.take(self._keys.outbox_rate(d.channel, "*"), deliverer.per_minute, d.id)
