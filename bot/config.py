@@ -120,7 +120,7 @@ class WechatConfig:
 @dataclass(frozen=True, slots=True)
 class WecomConfig:
     corp_id: str = ""
-    agent_id: str = ""
+    agent_id: int | None = None  # a number: a typo is a config error at start-up, naming the key
     secret: str = _secret()
     token: str = _secret()
     encoding_aes_key: str = _secret()

@@ -130,13 +130,28 @@ class Keys:
         """Customer-service messages sent since the follower's last message (TTL: the 48 h window)."""
         return f"{self.prefix}wechat-cs:{openid}"
 
+    def wechat_cs_event_window(self, openid: str) -> str:
+        """Customer-service messages sent since the follower's last menu click, follow or QR scan
+        (TTL: that event's minute); apart from the 48 h window, so neither shortens the other."""
+        return f"{self.prefix}wechat-cs-event:{openid}"
+
     # the notification outbox's delivery worker (bot/outbox.py)
     def outbox_retry(self) -> str:
         """Sorted set: deliveries waiting for their next try (score: due time)."""
         return f"{self.prefix}outbox-retry"
 
+    def outbox_retry_inflight(self) -> str:
+        """Sorted set: retries a worker has claimed (score: when its lease runs out, then they are due again)."""
+        return f"{self.prefix}outbox-retry-inflight"
+
+    def outbox_reply_order(self, channel: str, recipient: str) -> str:
+        """List: outbox entry ids of late replies to one recipient not yet settled, oldest first
+        (each goes only when no earlier one waits: a long answer's pieces arrive in order)."""
+        return f"{self.prefix}outbox-reply-order:{channel}:{recipient}"
+
     def outbox_dead(self) -> str:
-        """Hash: delivery id -> JSON of a delivery that gave up (admins list and retry them)."""
+        """Hash: delivery id -> JSON of a delivery that gave up or may not have arrived (uncertain):
+        admins list and retry them."""
         return f"{self.prefix}outbox-dead"
 
     def outbox_delivered(self, delivery_id: str) -> str:

@@ -1,19 +1,27 @@
 """The notification outbox's delivery worker.
 
 `bot/tickets.py` writes a `Notification(ticket, template, audience, rule)` into the Redis stream
-`outbox` in the same MULTI as the ticket change that causes it. This worker reads the stream in
-a consumer group, turns each notification into deliveries (one per channel and recipient: the
-resident's WeChat openid, each grid worker's WeCom id, the grid's group robot, an SMS number…)
-and hands each to the `Deliverer` registered for its channel:
+`outbox` in the same MULTI as the ticket change that causes it; `Outbox.send_reply` writes a late
+reply there (an answer that missed WeChat's passive reply, rendered: channel, recipient, text).
+This worker reads the stream in a consumer group, turns each notification into deliveries (one
+per channel and recipient: the resident's WeChat openid, each grid worker's WeCom id, the grid's
+group robot, an SMS number…) and hands each to the `Deliverer` registered for its channel:
 
-- idempotent: a delivery id is `SET NX` before sending, so a crash between send and ack (the
-  stream entry is claimed again by another consumer) never notifies anyone twice within
-  `outbox.idempotency_window_seconds`; the price is that a crash between that SET and the send
-  loses the message — it shows as "sending" in the ticket's delivery list;
-- retries with exponential backoff (a sorted set of due times, the injected clock), then a
-  dead-letter hash an admin lists and retries (`gridbot outbox dead` / `gridbot outbox retry`);
-- per-channel rate limits (a sliding minute in Redis); group robots (20 a minute) queue and
-  merge instead: nothing is dropped;
+- one at a time: whatever fails for one notification (a ticket record that cannot be read, a
+  template missing or broken — admins edit them) dead-letters that one with its error; the rest
+  of the batch and later entries go on;
+- rendered, then idempotent: a delivery id is `SET NX` before sending, so a crash between send
+  and ack (the stream entry is claimed again by another consumer) never notifies anyone twice
+  within `outbox.idempotency_window_seconds`; a crash between that SET and the send's answer
+  leaves the delivery uncertain (below);
+- retries with exponential backoff (a sorted set of due times, the injected clock), each claimed
+  with a lease (bot/leases.py) so a worker killed in mid-send gives it back; then a dead-letter
+  hash an admin lists and retries (`gridbot outbox dead` / `gridbot outbox retry`);
+- uncertain deliveries (the request left, the answer was lost) are not retried behind anyone's
+  back: they are listed with the dead letters, marked uncertain, for an admin to retry by id;
+- per-channel rate limits (a sliding minute in Redis, taken only by what is really sent); group
+  robots (20 a minute) queue and merge instead: nothing is dropped;
+- late replies to one recipient go in the order they were written (a long answer's pieces);
 - every delivery's status is kept per ticket (`keys.ticket_deliveries(number)`) for the ticket page.
 
 Channels register themselves: `app[OUTBOX].register("sms", SmsDeliverer(...))`.
@@ -22,6 +30,7 @@ Channels register themselves: `app[OUTBOX].register("sms", SmsDeliverer(...))`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -39,6 +48,7 @@ from redis.exceptions import ResponseError
 
 from bot.config import OutboxConfig, WecomConfig
 from bot.keys import Keys
+from bot.leases import LeasedQueue
 from bot.logs import log_event, mask_phone
 from bot.replies import Replies
 from bot.ticketing import TicketService, TicketView
@@ -53,6 +63,12 @@ STALE_CLAIM_MS = 60_000  # a consumer that holds an entry this long without acki
 BATCH = 100
 ROBOT_TEXT_MAX_BYTES = 2048
 ROBOT_SEPARATOR = "\n——————\n"
+REPLY = "reply"  # the template field of a late reply's entry: it carries its own text
+REPLY_STATUS = "回复"  # a late reply's status line in a template message
+REPLY_ORDER_WAIT_SECONDS = 1.0  # a reply behind an earlier one to the same recipient looks again
+REPLY_ORDER_TTL_SECONDS = 86400  # longer than a reply can wait in the retries
+RETRY_LEASE_SECONDS = 300  # longer than one delivery with its API retries and a template fallback
+SENDING = "sending"  # the idempotency key's value from the SET NX until the send's outcome
 
 
 class RetryLater(Exception):
@@ -64,7 +80,8 @@ class Undeliverable(Exception):
 
 
 class MaybeDelivered(Exception):
-    """The request left and the answer was lost: not retried, so nobody is notified twice."""
+    """The request left and the answer was lost: not retried, so nobody is notified twice; listed
+    as uncertain with the dead letters for an admin to decide."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +132,11 @@ class Delivery:
     recipient: str
     rule: str = ""
     attempt: int = 0
+    text: str = ""  # a late reply's own text (template "reply"); a notification is rendered
+
+    @property
+    def is_reply(self) -> bool:
+        return self.template == REPLY
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
@@ -144,7 +166,18 @@ class DeadLetter:
     delivery: Delivery
     error: str
     at: str
+    uncertain: bool = False  # the request left and the answer was lost: a retry may send it twice
 
+
+# KEYS: the outbox stream, the recipient's reply order; ARGV: channel, recipient, text, order TTL.
+# The entry and its place in line together (the stream is trimmed like bot/tickets.py does).
+_ADD_REPLY = """
+local id = redis.call("XADD", KEYS[1], "MAXLEN", "~", 1000000, "*",
+  "template", "reply", "channel", ARGV[1], "recipient", ARGV[2], "text", ARGV[3])
+redis.call("RPUSH", KEYS[2], id)
+redis.call("EXPIRE", KEYS[2], tonumber(ARGV[4]))
+return id
+"""
 
 # Sliding minute: KEYS[1] the window; ARGV now, limit, member. 0 = go; else seconds to wait.
 _RATE = """
@@ -158,14 +191,6 @@ end
 local oldest = redis.call("ZRANGE", KEYS[1], 0, 0, "WITHSCORES")
 return tostring(tonumber(oldest[2]) + 60 - now)
 """
-
-# KEYS: retry set; ARGV: now, batch. Claims (removes and returns) the due deliveries.
-_CLAIM_DUE = """
-local due = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", ARGV[1], "LIMIT", 0, tonumber(ARGV[2]))
-for _, m in ipairs(due) do redis.call("ZREM", KEYS[1], m) end
-return due
-"""
-
 
 class RateWindow:
     """A sliding one-minute send window in Redis, on the injected clock."""
@@ -283,9 +308,11 @@ class Outbox:
         self._claim_idle_ms = claim_idle_ms
         self._deliverers: dict[str, Deliverer] = {}
         self._rate = RateWindow(redis, clock)
-        self._claim_due = redis.register_script(_CLAIM_DUE)
+        self._retries = LeasedQueue(redis, keys.outbox_retry(), keys.outbox_retry_inflight(), RETRY_LEASE_SECONDS)
+        self._add_reply = redis.register_script(_ADD_REPLY)
         self._group_ready = False
         self._opened = asyncio.Event()
+        self._wake = asyncio.Event()
         self._periodic: list[Callable[[], Awaitable[None]]] = []
 
     @property
@@ -304,16 +331,28 @@ class Outbox:
         """Every channel has registered (the app has started): `run_forever` may begin."""
         self._opened.set()
 
+    async def send_reply(self, channel: str, recipient: str, text: str) -> None:
+        """An answer that missed the passive reply, rendered: durable and retried like a
+        notification, and sent after every earlier reply to the same recipient (a long answer's
+        pieces, given in order, arrive in order). This process's loop runs at once."""
+        await self._add_reply(
+            keys=[self._keys.outbox(), self._keys.outbox_reply_order(channel, recipient)],
+            args=[channel, recipient, text, REPLY_ORDER_TTL_SECONDS],
+        )
+        self._wake.set()
+
     # ---- the loop
 
     async def run_forever(self, interval: float) -> None:
         await self._opened.wait()
         while True:
+            self._wake.clear()
             try:
                 await self.run_once()
             except Exception:
                 log.exception("outbox_loop_failed")
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):  # a reply queued meanwhile ends the wait
+                await asyncio.wait_for(self._wake.wait(), interval)
 
     async def run_once(self) -> int:
         """Deliver what the stream and the retry set hold now; returns how many deliveries ran."""
@@ -330,10 +369,7 @@ class Outbox:
                 done += await self._entries(entries)
                 if len(entries) < BATCH:
                     break
-        due = await self._claim_due(keys=[self._keys.outbox_retry()], args=[self._clock().timestamp(), BATCH])
-        for raw in due:
-            await self._deliver(Delivery.from_json(raw))
-            done += 1
+        done += await self._due()
         for job in self._periodic:
             await job()
         for deliverer in self._deliverers.values():
@@ -359,31 +395,81 @@ class Outbox:
         count = 0
         for entry_id, fields in entries:
             if fields:  # a trimmed entry comes back empty
-                for delivery in await self._expand(entry_id, fields):
-                    await self._deliver(delivery)
-                    count += 1
+                count += await self._run(self._notification(entry_id, fields))
             await self._redis.xack(self._keys.outbox(), GROUP, entry_id)
         return count
 
-    async def _expand(self, entry_id: str, fields: Mapping[str, str]) -> list[Delivery]:
-        number, template, audience = fields.get("ticket", ""), fields.get("template", ""), fields.get("audience", "")
-        ticket = await self._tickets.store.get(number)
+    async def _due(self) -> int:
+        """The retries due now, claimed one at a time: a worker killed in mid-send holds only the
+        one it was sending, and that one comes back when its lease runs out."""
+        count = 0
+        for _ in range(BATCH):
+            claimed = await self._retries.claim(self._clock().timestamp(), 1)
+            if not claimed:
+                break
+            raw = claimed[0]
+            try:
+                delivery = Delivery.from_json(raw)
+            except (ValueError, TypeError) as exc:
+                await self._bury(_malformed(raw), f"malformed retry entry ({type(exc).__name__}): "
+                                                  f"{mask_phone(raw[:200])}")
+            else:
+                count += await self._run(delivery)
+            # after the delivery went or was rescheduled: a crash before this repeats it, safely
+            async with self._redis.pipeline(transaction=True) as pipe:
+                self._retries.ack(pipe, raw)
+                await pipe.execute()
+        return count
+
+    def _notification(self, entry_id: str, fields: Mapping[str, str]) -> Delivery:
+        """A stream entry as the delivery it stands for: a late reply, or a notification still to
+        be expanded into one delivery per channel and recipient (`channel` empty)."""
+        if fields.get("template") == REPLY:
+            channel, recipient = fields.get("channel", ""), fields.get("recipient", "")
+            return Delivery(id=f"{entry_id}/{channel}/{short_hash(recipient)}", entry=entry_id, ticket="",
+                            template=REPLY, audience="sender", channel=channel, recipient=recipient,
+                            text=fields.get("text", ""))
+        audience = fields.get("audience", "")
+        return Delivery(
+            id=f"{entry_id}/{audience}", entry=entry_id, ticket=fields.get("ticket", ""),
+            template=fields.get("template", ""), audience=audience, channel="", recipient="",
+            rule=fields.get("rule", ""),
+        )
+
+    async def _run(self, d: Delivery) -> int:
+        """Expand `d` if it is a notification, then deliver. What fails here is this delivery's own:
+        it is dead-lettered with the error and every other one goes on. (If the dead letter cannot
+        be written either, Redis is down: the round stops and the entry stays to be taken again.)"""
+        try:
+            targets = [d] if d.channel or d.is_reply else await self._expand(d)
+        except Exception as exc:
+            await self._fail(d, exc)
+            return 0
+        for target in targets:
+            try:
+                await self._deliver(target)
+            except Exception as exc:
+                await self._fail(target, exc)
+        return len(targets)
+
+    async def _fail(self, d: Delivery, exc: Exception) -> None:
+        log.exception("notification_failed", extra={"fields": {"ticket": d.ticket, "delivery": d.id}})
+        await self._bury(d, f"{type(exc).__name__}: {exc}")
+
+    async def _expand(self, n: Delivery) -> list[Delivery]:
+        ticket = await self._tickets.store.get(n.ticket)
         if ticket is None:
-            log_event(log, "outbox_ticket_missing", logging.WARNING, ticket=number, entry=entry_id)
+            log_event(log, "outbox_ticket_missing", logging.WARNING, ticket=n.ticket, entry=n.entry)
             return []
-        targets = self._audiences.resolve(ticket, audience)
+        targets = self._audiences.resolve(ticket, n.audience)
         if not targets:
-            await self._record(number, DeliveryStatus(
-                id=f"{entry_id}/{audience}", template=template, audience=audience, channel="", recipient="",
+            await self._record(n.ticket, DeliveryStatus(
+                id=n.id, template=n.template, audience=n.audience, channel="", recipient="",
                 status="no_channel", at=self._clock().isoformat(),
             ))
             return []
         return [
-            Delivery(
-                id=f"{entry_id}/{channel}/{short_hash(recipient)}", entry=entry_id, ticket=number,
-                template=template, audience=audience, channel=channel, recipient=recipient,
-                rule=fields.get("rule", ""),
-            )
+            replace(n, id=f"{n.entry}/{channel}/{short_hash(recipient)}", channel=channel, recipient=recipient)
             for channel, recipient in targets
         ]
 
@@ -393,29 +479,36 @@ class Outbox:
         deliverer = self._deliverers.get(d.channel)
         if deliverer is None:
             await self._status(d, "no_channel")
+            await self._settled(d)
+            return
+        sent_key = self._keys.outbox_delivered(d.id)
+        earlier = await self._redis.get(sent_key)
+        if earlier is not None:  # before taking a rate slot: a skipped delivery sends nothing
+            await self._seen_before(d, earlier)
+            return
+        if d.is_reply and await self._waits_behind(d):
+            await self._later(d, REPLY_ORDER_WAIT_SECONDS)
+            return
+        # rendered before the idempotency key is taken: a broken template is a dead letter, not a
+        # key that makes the next try look delivered
+        try:
+            message = await self._message(d)
+        except Undeliverable as exc:
+            await self._bury(d, str(exc))
+            return
+        if message is None:
             return
         wait = await self._rate.take(self._keys.outbox_rate(d.channel, "*"), deliverer.per_minute, d.id)
         if wait > 0:  # the channel's minute is full: same attempt, later
             await self._later(d, wait)
             await self._status(d, "retrying", "rate limit")
             return
-        sent_key = self._keys.outbox_delivered(d.id)
-        if not await self._redis.set(sent_key, "sending", nx=True, ex=self._settings.idempotency_window_seconds):
-            log_event(log, "outbox_already_delivered", ticket=d.ticket, delivery=d.id)
-            return
-        ticket = await self._tickets.store.get(d.ticket)
-        if ticket is None:
-            await self._redis.delete(sent_key)
-            return
-        view = self._tickets.view(ticket)
-        message = Outgoing(
-            ticket=d.ticket, template=d.template, audience=d.audience, delivery_id=d.id,
-            text=self._texts.render(d.template, d.channel, view), status_name=view.status_name,
-        )
+        if not await self._redis.set(sent_key, SENDING, nx=True, ex=self._settings.idempotency_window_seconds):
+            return  # another worker took it since the check
         try:
             outcome = await deliverer.deliver(d.recipient, message)
         except MaybeDelivered as exc:
-            await self._status(d, "uncertain", str(exc))
+            await self._bury(d, str(exc), uncertain=True)
             return
         except Undeliverable as exc:
             await self._redis.delete(sent_key)
@@ -425,10 +518,52 @@ class Outbox:
             await self._redis.delete(sent_key)
             await self._retry(d, f"{type(exc).__name__}: {exc}")
             return
-        await self._redis.set(sent_key, outcome, ex=self._settings.idempotency_window_seconds)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(sent_key, outcome, ex=self._settings.idempotency_window_seconds)
+            # another worker may have listed it as uncertain while this one was still sending
+            pipe.hdel(self._keys.outbox_dead(), d.id)
+            await pipe.execute()
         await self._status(d, outcome)
+        await self._settled(d)
         log_event(log, "notification_delivered", ticket=d.ticket, channel=d.channel, template=d.template,
                   outcome=outcome)
+
+    async def _seen_before(self, d: Delivery, earlier: str) -> None:
+        if earlier == SENDING:
+            # a worker took it and stopped (killed) before it knew whether the message left
+            await self._bury(d, "the worker sending it stopped before the answer came", uncertain=True)
+            return
+        log_event(log, "outbox_already_delivered", ticket=d.ticket, delivery=d.id)
+        await self._settled(d)
+
+    async def _waits_behind(self, d: Delivery) -> bool:
+        """An earlier reply to the same recipient is not settled yet. (Not in line at all, as after
+        an admin's retry: it goes.)"""
+        position = await self._redis.lpos(self._keys.outbox_reply_order(d.channel, d.recipient), d.entry)
+        return bool(position)
+
+    async def _settled(self, d: Delivery) -> None:
+        """Nothing more will happen to `d` unless an admin retries it: the next reply may go."""
+        if d.is_reply:
+            await self._redis.lrem(self._keys.outbox_reply_order(d.channel, d.recipient), 1, d.entry)
+
+    async def _message(self, d: Delivery) -> Outgoing | None:
+        """The text for the channel; None when the ticket is gone. Undeliverable when the template
+        is missing or broken (admins edit them: `templates.override_dir`)."""
+        if d.is_reply:
+            return Outgoing(ticket="", template=REPLY, audience=d.audience, delivery_id=d.id, text=d.text,
+                            status_name=REPLY_STATUS)
+        ticket = await self._tickets.store.get(d.ticket)
+        if ticket is None:
+            log_event(log, "outbox_ticket_missing", logging.WARNING, ticket=d.ticket, delivery=d.id)
+            return None
+        view = self._tickets.view(ticket)
+        try:
+            text = self._texts.render(d.template, d.channel, view)
+        except Exception as exc:
+            raise Undeliverable(f"template {d.template}: {type(exc).__name__}: {exc}") from exc
+        return Outgoing(ticket=d.ticket, template=d.template, audience=d.audience, delivery_id=d.id, text=text,
+                        status_name=view.status_name)
 
     def backoff(self, attempt: int) -> float:
         """Seconds before try `attempt + 1` (attempt counts from 1)."""
@@ -447,13 +582,19 @@ class Outbox:
     async def _later(self, d: Delivery, seconds: float) -> None:
         await self._redis.zadd(self._keys.outbox_retry(), {d.to_json(): self._clock().timestamp() + seconds})
 
-    async def _bury(self, d: Delivery, error: str) -> None:
-        dead = {"delivery": json.loads(d.to_json()), "error": error, "at": self._clock().isoformat()}
+    async def _bury(self, d: Delivery, error: str, uncertain: bool = False) -> None:
+        """To the dead letters an admin lists and retries; `uncertain`: it may have arrived."""
+        dead = {"delivery": json.loads(d.to_json()), "error": error, "at": self._clock().isoformat(),
+                "uncertain": uncertain}
         await self._redis.hset(self._keys.outbox_dead(), d.id, json.dumps(dead, ensure_ascii=False))
-        await self._status(d, "dead", error)
-        log_event(log, "notification_dead", logging.ERROR, ticket=d.ticket, channel=d.channel, error=error)
+        await self._status(d, "uncertain" if uncertain else "dead", error)
+        await self._settled(d)
+        log_event(log, "notification_uncertain" if uncertain else "notification_dead", logging.ERROR,
+                  ticket=d.ticket, channel=d.channel, error=error)
 
     async def _status(self, d: Delivery, status: str, error: str = "") -> None:
+        if not d.ticket:
+            return  # a reply, or a malformed retry: nowhere to show it but the dead letters
         await self._record(d.ticket, DeliveryStatus(
             id=d.id, template=d.template, audience=d.audience, channel=d.channel,
             recipient=mask_recipient(d.channel, d.recipient), status=status, at=self._clock().isoformat(),
@@ -473,6 +614,12 @@ class Outbox:
             await self._record(number, replace(current, status=status, at=self._clock().isoformat()))
 
 
+def _malformed(raw: str) -> Delivery:
+    """A retry entry that is not a delivery, kept as one so an admin sees it in the dead letters."""
+    return Delivery(id=f"malformed/{short_hash(raw)}", entry="", ticket="", template="", audience="", channel="",
+                    recipient="")
+
+
 # ---- what admins and the ticket page read
 
 
@@ -486,12 +633,13 @@ async def dead_letters(redis: Redis, keys: Keys) -> list[DeadLetter]:
     out = []
     for raw in (await redis.hgetall(keys.outbox_dead())).values():
         data = json.loads(raw)
-        out.append(DeadLetter(Delivery(**data["delivery"]), data["error"], data["at"]))
+        out.append(DeadLetter(Delivery(**data["delivery"]), data["error"], data["at"], data.get("uncertain", False)))
     return sorted(out, key=lambda d: d.at)
 
 
 async def retry_dead(redis: Redis, keys: Keys, delivery_id: str, now: datetime) -> bool:
-    """Put a dead delivery back in the retry set, due now, with its attempts counted afresh."""
+    """Put a dead (or uncertain) delivery back in the retry set, due now, with its attempts
+    counted afresh; a notification that failed before it was expanded is expanded again."""
     raw = await redis.hget(keys.outbox_dead(), delivery_id)
     if raw is None:
         return False

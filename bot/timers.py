@@ -1,6 +1,6 @@
 """Flow timers: a Redis sorted set of due times, fired once even with several processes.
 
-A due timer is claimed atomically (moved from `timers` to `timers-inflight` with a lease) by
+A due timer is claimed (moved from `timers` to `timers-inflight` with a lease, bot/leases.py) by
 exactly one process, applied through the flow engine, then acknowledged. A process that dies
 holding a claim loses it when the lease runs out and the timer is queued again; a timer that
 fell due while no process ran fires at the next start, because it is still in the set.
@@ -16,6 +16,7 @@ from datetime import datetime
 from redis.asyncio import Redis
 
 from bot.keys import Keys
+from bot.leases import LeasedQueue
 from bot.logs import log_event
 from bot.ticketing import TicketService
 from bot.tickets import TicketNotFound
@@ -26,47 +27,21 @@ log = logging.getLogger("gridbot.timers")
 LEASE_SECONDS = 60
 BATCH = 100
 
-# KEYS: timers, inflight; ARGV: now, lease until, batch size. Returns the claimed members.
-_CLAIM = """
-local due = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", ARGV[1], "LIMIT", 0, tonumber(ARGV[3]))
-for _, m in ipairs(due) do
-  redis.call("ZREM", KEYS[1], m)
-  redis.call("ZADD", KEYS[2], ARGV[2], m)
-end
-return due
-"""
-
-# KEYS: inflight, timers; ARGV: now. Claims whose lease ran out go back to the due set.
-_REQUEUE = """
-local stale = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", ARGV[1])
-for _, m in ipairs(stale) do
-  redis.call("ZREM", KEYS[1], m)
-  redis.call("ZADD", KEYS[2], ARGV[1], m)
-end
-return #stale
-"""
-
-
 class TimerRunner:
     def __init__(self, redis: Redis, keys: Keys, tickets: TicketService, clock: Callable[[], datetime]) -> None:
         self._redis = redis
         self._keys = keys
         self._tickets = tickets
         self._clock = clock
-        self._claim = redis.register_script(_CLAIM)
-        self._requeue = redis.register_script(_REQUEUE)
+        self._queue = LeasedQueue(redis, keys.timers(), keys.timers_inflight(), LEASE_SECONDS)
 
     async def run_once(self) -> int:
         """Fire every timer due now; returns how many this process fired."""
         now = self._clock()
         stamp = now.timestamp()
-        await self._requeue(keys=[self._keys.timers_inflight(), self._keys.timers()], args=[stamp])
         fired = 0
         while True:
-            claimed = await self._claim(
-                keys=[self._keys.timers(), self._keys.timers_inflight()],
-                args=[stamp, stamp + LEASE_SECONDS, BATCH],
-            )
+            claimed = await self._queue.claim(stamp, BATCH)
             for member in claimed:
                 await self._fire(member, now)
                 fired += 1
@@ -86,7 +61,7 @@ class TimerRunner:
             log.exception("timer_failed", extra={"fields": {"ticket": number, "timer": timer_id}})
             return
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.zrem(self._keys.timers_inflight(), member)
+            self._queue.ack(pipe, member)
             pipe.srem(self._keys.ticket_timers(number), member)
             await pipe.execute()
 

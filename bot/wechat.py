@@ -3,9 +3,11 @@ groups' robot callback), the Redis-backed parts
 the adapters need, the outbox's WeChat deliverers, the workers' task pages and the daily digest.
 
 - `RedisDeduplicator`: callback retries (`wechat-seen:`, apart from the dispatcher's `seen:`).
-- `RedisTokenStore`: access tokens with one refresher per token under a Redis lock.
+- `RedisTokenStore`: access tokens with one refresher per token under a Redis lock (a short
+  lease, extended while the fetch runs).
 - `CustomerServiceWindow`: 5 customer-service messages per follower within 48 h of their last
-  message; beyond it status changes go as template messages (`wechat.status_template_id`).
+  message (of any kind), 3 within a minute of a menu click, follow or QR scan; beyond them status
+  changes go as template messages (`wechat.status_template_id`).
 - Deliverers: `wechat_mp` (residents), `wecom_card` (workers: a text card linking the signed task
   page), `wecom_text` (dispatchers, WeCom residents), `robot` (grid groups: 20 a minute, queued
   and merged, never dropped).
@@ -20,7 +22,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +31,7 @@ from typing import Protocol
 import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
+from redis.asyncio.lock import Lock
 from redis.exceptions import LockError
 
 from bot.app import SERVICES, Services
@@ -65,13 +68,14 @@ from integrations.wechat.robot import ROBOT_KEY
 log = logging.getLogger("gridbot.wechat")
 
 DEDUP_SECONDS = 3600  # WeChat's retries all come within about 15 s
-TOKEN_LOCK_LEASE_SECONDS = 120  # longer than a fetch with all its retries (~45 s)
+TOKEN_LOCK_LEASE_SECONDS = 15  # more than one fetch attempt (10 s); extended while a fetch goes on
+TOKEN_LOCK_WAIT_LEASES = 2  # a caller waits two leases for the lock: a dead holder's runs out first
 CS_LIMIT = 5
 CS_WINDOW_SECONDS = 48 * 3600
 EVENT_CS_LIMIT = 3  # after a menu click, a follow or a QR scan
 EVENT_CS_WINDOW_SECONDS = 60
 EVENT_KINDS = frozenset({"click", "subscribe", "scan"})
-MESSAGE_KINDS = frozenset({"text", "image", "voice", "location"})
+MESSAGE_KINDS = frozenset({"text", "image", "voice", "location"})  # and "unsupported" ones (video, link…)
 ROBOT_BATCH = 50
 ROBOT_TEXT_MAX_BYTES = 2048
 FLUSH_LEASE_SECONDS = 120  # longer than a robot send with its retries
@@ -93,9 +97,11 @@ class RedisDeduplicator:
 
 
 class RedisTokenStore:
-    """Access tokens shared by every process; `lock` is a Redis lock with a lease."""
+    """Access tokens shared by every process. `lock` is a Redis lock with a short lease that its
+    holder extends while it fetches: a process that dies holding it stalls token calls for one
+    lease at most. A caller that cannot have it in time gets `ApiUnavailable` (retryable)."""
 
-    def __init__(self, redis: Redis, keys: Keys, lease_seconds: int = TOKEN_LOCK_LEASE_SECONDS) -> None:
+    def __init__(self, redis: Redis, keys: Keys, lease_seconds: float = TOKEN_LOCK_LEASE_SECONDS) -> None:
         self._redis = redis
         self._keys = keys
         self._lease = lease_seconds
@@ -108,32 +114,61 @@ class RedisTokenStore:
         await self._redis.set(self._keys.wechat_token(name), token, ex=ttl_seconds)
 
     def lock(self, name: str) -> AbstractAsyncContextManager[object]:
-        return self._redis.lock(
-            self._keys.wechat_token_lock(name), timeout=self._lease, blocking_timeout=self._lease, sleep=0.02
-        )
+        return self._held(name)
+
+    @asynccontextmanager
+    async def _held(self, name: str) -> AsyncIterator[object]:
+        patience = TOKEN_LOCK_WAIT_LEASES * self._lease  # longer than a dead holder's lease
+        lock = self._redis.lock(self._keys.wechat_token_lock(name), timeout=self._lease, sleep=0.02,
+                                blocking_timeout=patience, thread_local=False)
+        if not await lock.acquire():
+            raise ApiUnavailable(f"token lock {name}", f"another process held it for over {patience:g} s")
+        keeper = asyncio.create_task(self._extend(lock, name))
+        try:
+            yield lock
+        finally:
+            keeper.cancel()
+            try:
+                await lock.release()
+            except LockError:  # the lease ran out (Redis was unreachable to extend it)
+                log_event(log, "token_lock_lease_expired", logging.WARNING, token=name)
+
+    async def _extend(self, lock: Lock, name: str) -> None:
+        """While the holder fetches (with its retries, up to ~45 s), the lease never runs out."""
+        while True:
+            await asyncio.sleep(self._lease / 3)
+            try:
+                await lock.reacquire()
+            except LockError:
+                log_event(log, "token_lock_lost", logging.WARNING, token=name)
+                return
 
 
-# KEYS[1] the window; ARGV[1] the limit. 1 = a message may go (counted); 0 = window closed or used up.
+# KEYS: the event's allowance, the message's; ARGV: their limits. → 1 / 2: a message may go,
+# counted against that allowance (the event's first: it lapses within its minute); 0: none left.
 _TAKE = """
-local n = redis.call("GET", KEYS[1])
-if not n or tonumber(n) >= tonumber(ARGV[1]) then return 0 end
-redis.call("INCR", KEYS[1])
-return 1
+for i = 1, 2 do
+  local n = redis.call("GET", KEYS[i])
+  if n and tonumber(n) < tonumber(ARGV[i]) then
+    redis.call("INCR", KEYS[i])
+    return i
+  end
+end
+return 0
 """
 
-
-# KEYS[1] the window; ARGV: limit, messages an event allows, its seconds.
-_EVENT_WINDOW = """
+# KEYS[1] an allowance a message was counted against, though it never left.
+_GIVE_BACK = """
 local n = redis.call("GET", KEYS[1])
-local left = n and (tonumber(ARGV[1]) - tonumber(n)) or 0
-if left < tonumber(ARGV[2]) then
-  redis.call("SET", KEYS[1], tonumber(ARGV[1]) - tonumber(ARGV[2]), "EX", tonumber(ARGV[3]))
-end
+if n and tonumber(n) > 0 then redis.call("DECR", KEYS[1]) end
 """
 
 
 class CustomerServiceWindow:
-    """Customer-service messages left per follower: opened by each of their messages."""
+    """Customer-service messages left per follower, as WeChat allows them: 5 within 48 h of their
+    last message, and 3 within a minute of a menu click, a follow or a QR scan. The two are
+    counted apart (a click never shortens the 48 hours, nor a message the click's minute); a
+    message takes from the click's first."""
 
     def __init__(self, redis: Redis, keys: Keys, limit: int = CS_LIMIT, seconds: int = CS_WINDOW_SECONDS) -> None:
         self._redis = redis
@@ -141,24 +176,35 @@ class CustomerServiceWindow:
         self._limit = limit
         self._seconds = seconds
         self._take = redis.register_script(_TAKE)
-        self._event = redis.register_script(_EVENT_WINDOW)
+        self._give_back = redis.register_script(_GIVE_BACK)
+
+    def _allowances(self, openid: str) -> list[str]:
+        return [self._keys.wechat_cs_event_window(openid), self._keys.wechat_cs_window(openid)]
 
     async def opened(self, openid: str) -> None:
         """The follower sent a message: 5 messages within 48 h from now."""
         await self._redis.set(self._keys.wechat_cs_window(openid), 0, ex=self._seconds)
 
     async def opened_by_event(self, openid: str) -> None:
-        """A menu click, a follow or a QR scan: 3 messages within a minute, unless the window
-        their last message opened has more left."""
-        await self._event(keys=[self._keys.wechat_cs_window(openid)],
-                          args=[self._limit, EVENT_CS_LIMIT, EVENT_CS_WINDOW_SECONDS])
+        """A menu click, a follow or a QR scan: 3 messages within a minute, besides the 48 h ones."""
+        await self._redis.set(self._keys.wechat_cs_event_window(openid), 0, ex=EVENT_CS_WINDOW_SECONDS)
 
-    async def take(self, openid: str) -> bool:
-        return bool(await self._take(keys=[self._keys.wechat_cs_window(openid)], args=[self._limit]))
+    async def take(self, openid: str) -> str | None:
+        """The allowance a message is counted against (for `give_back`); None: none left."""
+        allowances = self._allowances(openid)
+        taken = int(await self._take(keys=allowances, args=[EVENT_CS_LIMIT, self._limit]))
+        return allowances[taken - 1] if taken else None
+
+    async def give_back(self, allowance: str) -> None:
+        """The message counted against `allowance` surely did not leave."""
+        await self._give_back(keys=[allowance])
 
     async def close(self, openid: str) -> None:
         """WeChat refused (45015 / 45047): our count was wrong; nothing more until they write."""
-        await self._redis.set(self._keys.wechat_cs_window(openid), self._limit, keepttl=True, xx=True)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for allowance, limit in zip(self._allowances(openid), (EVENT_CS_LIMIT, self._limit), strict=True):
+                pipe.set(allowance, limit, keepttl=True, xx=True)
+            await pipe.execute()
 
 
 def _translate(exc: Exception) -> Exception:
@@ -182,12 +228,20 @@ class MpMessenger:
 
     async def send(self, openid: str, text: str, number: str = "", status: str = "") -> str:
         """→ "custom" or "template"; raises the API's errors, or Undeliverable without a template."""
-        if await self._window.take(openid):
+        allowance = await self._window.take(openid)
+        if allowance is not None:
             try:
                 await self._api.send_custom_text(openid, text)
                 return "custom"
             except CustomerServiceRefused:
                 await self._window.close(openid)
+            except ApiUnavailable as exc:
+                if not exc.maybe_delivered:  # it never got through: the slot is not used
+                    await self._window.give_back(allowance)
+                raise
+            except WeChatApiError:  # WeChat refused it (rate limit, token…): not sent either
+                await self._window.give_back(allowance)
+                raise
         if not self._template_id:
             raise Undeliverable("customer-service window closed and no wechat.status_template_id configured")
         title, _, rest = text.partition("\n")
@@ -197,16 +251,14 @@ class MpMessenger:
 
 
 class MpSender:
-    """The official account's late replies (`AsyncSender`)."""
+    """The official account's late replies (`AsyncSender`): through the outbox, so an outage of
+    the customer-service API delays an answer (a new ticket's number…) and never loses it."""
 
-    def __init__(self, messenger: MpMessenger) -> None:
-        self._messenger = messenger
+    def __init__(self, outbox: Outbox) -> None:
+        self._outbox = outbox
 
     async def send(self, reply: Reply) -> None:
-        try:
-            await self._messenger.send(reply.recipient_id, reply.text, status="回复")
-        except (WeChatApiError, ApiUnavailable, Undeliverable) as exc:
-            log_event(log, "wechat_reply_not_sent", logging.WARNING, user=reply.recipient_id, error=str(exc))
+        await self._outbox.send_reply("wechat_mp", reply.recipient_id, reply.text)
 
 
 class MpDeliverer:
@@ -429,11 +481,11 @@ class RobotChats:
 
 class WecomSender:
     """The WeCom app's and the group robot's late replies (`AsyncSender`): private ones to the
-    user as app messages; a group notice to the group's robot (a chat a robot wrote from, or a
-    grid's work group by its code)."""
+    user as app messages, through the outbox (`replies`: None without the WeCom app API); a group
+    notice to the group's robot (a chat a robot wrote from, or a grid's work group by its code)."""
 
-    def __init__(self, api: WecomApi | None, robots: RobotQueue, services: Services, chats: RobotChats) -> None:
-        self._api = api
+    def __init__(self, replies: Outbox | None, robots: RobotQueue, services: Services, chats: RobotChats) -> None:
+        self._replies = replies
         self._robots = robots
         self._s = services
         self._chats = chats
@@ -446,13 +498,10 @@ class WecomSender:
                 await self._robots.enqueue(robot_key, QueuedText(reply.text))
             if robot_key or grid is not None:
                 return
-        if self._api is None:
+        if self._replies is None:
             log_event(log, "wecom_reply_not_sent", logging.WARNING, user=reply.recipient_id, reason="no WeCom app")
             return
-        try:
-            await self._api.send_text([reply.recipient_id], reply.text)
-        except (WeChatApiError, ApiUnavailable) as exc:
-            log_event(log, "wecom_reply_not_sent", logging.WARNING, user=reply.recipient_id, error=str(exc))
+        await self._replies.send_reply("wecom_text", reply.recipient_id, reply.text)
 
 
 def robot_handler(desk: WorkerDesk, chats: RobotChats) -> MessageHandler:
@@ -553,15 +602,23 @@ def mp_handler(
     are fetched while WeChat still has them."""
 
     async def handle(msg: IncomingMessage) -> list[Reply]:
-        if window is not None and msg.kind in MESSAGE_KINDS:
-            await window.opened(msg.user_id)
-        elif window is not None and msg.kind in EVENT_KINDS:
+        if window is not None and msg.kind in EVENT_KINDS:
             await window.opened_by_event(msg.user_id)
+        elif window is not None and _sent_by_the_follower(msg):
+            await window.opened(msg.user_id)
         if media is not None and msg.kind == "image":
             media.keep(msg.media_ids)
         return await services.dispatcher.handle(msg)
 
     return handle
+
+
+def _sent_by_the_follower(msg: IncomingMessage) -> bool:
+    """A message, of any kind (a video, a link, a file… arrive as "unsupported"), not an event:
+    WeChat opens the 48-hour window for each."""
+    if msg.kind in MESSAGE_KINDS:
+        return True
+    return msg.kind == "unsupported" and dict(msg.extra).get("msg_type", "event") not in ("event", "")
 
 
 async def _wire(app: web.Application) -> AsyncIterator[None]:
@@ -599,7 +656,7 @@ async def _wire(app: web.Application) -> AsyncIterator[None]:
         outbox.register("wechat_mp", MpDeliverer(messenger))
     wiring.mp_missing = _missing([("GRIDBOT_WECHAT__TOKEN", wc.token), ("GRIDBOT_WECHAT__APP_ID", wc.app_id)])
     if not wiring.mp_missing:
-        sender = MpSender(messenger) if messenger is not None else _NoSender("official account API", mp_api_missing)
+        sender = MpSender(outbox) if messenger is not None else _NoSender("official account API", mp_api_missing)
         wiring.mp = WeChatMpChannel(
             MpCallbackConfig(wc.token, wc.app_id, wc.encoding_aes_key, wc.max_clock_skew, wc.reply_budget_seconds),
             mp_handler(services, window, media), dedup, sender,
@@ -607,10 +664,11 @@ async def _wire(app: web.Application) -> AsyncIterator[None]:
 
     ww = config.wecom
     wecom_api: WecomApi | None = None
-    api_missing = _missing([("GRIDBOT_WECOM__CORP_ID", ww.corp_id), ("GRIDBOT_WECOM__AGENT_ID", ww.agent_id),
+    api_missing = _missing([("GRIDBOT_WECOM__CORP_ID", ww.corp_id),
+                            ("GRIDBOT_WECOM__AGENT_ID", "" if ww.agent_id is None else str(ww.agent_id)),
                             ("GRIDBOT_WECOM__SECRET", ww.secret)])
-    if not api_missing:
-        wecom_api = WecomApi(WecomApiConfig(ww.corp_id, int(ww.agent_id), ww.secret, api_base=ww.api_base),
+    if not api_missing and ww.agent_id is not None:
+        wecom_api = WecomApi(WecomApiConfig(ww.corp_id, ww.agent_id, ww.secret, api_base=ww.api_base),
                              session, tokens)
         outbox.register("wecom_card", WecomCardDeliverer(wecom_api, links, config.outbox.wecom_per_minute))
         outbox.register("wecom_text", WecomTextDeliverer(wecom_api, config.outbox.wecom_per_minute))
@@ -618,7 +676,7 @@ async def _wire(app: web.Application) -> AsyncIterator[None]:
             wecom_api, config.path(config.service.media_dir) / WECOM_FOLDER, services
         )
     chats = RobotChats()
-    wecom_sender = WecomSender(wecom_api, robots, services, chats)
+    wecom_sender = WecomSender(outbox if wecom_api is not None else None, robots, services, chats)
     wiring.work_missing = _missing([("GRIDBOT_WECOM__TOKEN", ww.token),
                                     ("GRIDBOT_WECOM__ENCODING_AES_KEY", ww.encoding_aes_key),
                                     ("GRIDBOT_WECOM__CORP_ID", ww.corp_id)])

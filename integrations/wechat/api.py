@@ -41,8 +41,10 @@ class TokenStore(Protocol):
 
     `lock(name)` must exclude every other holder of the same name, in every process, until the
     context exits; the client re-reads the store inside it before fetching. The fetch under the
-    lock may take up to attempts × timeout + backoff (about 45 s with the default policy): give
-    a Redis lock a longer lease.
+    lock may take up to attempts × timeout + backoff (about 45 s with the default policy): a
+    Redis lock's lease must be extended while it runs (and kept short, so that a holder that
+    died stalls nobody for long). A lock that cannot be had in time raises `ApiUnavailable`, as
+    any other call that did not get through.
     """
 
     async def get(self, name: str) -> str | None: ...

@@ -33,11 +33,13 @@ def robot_xml(fake: FakeWeChatApi, user: str, content: str, msg_id: str, chat_ty
     )
 
 
-async def app_messages_to(fake: FakeWeChatApi, user: str, count: int, timeout: float = 5.0) -> list[SentMessage]:
-    """The WeCom app messages sent to `user`, once there are `count` of them."""
+async def app_messages_to(service: Service, user: str, count: int, timeout: float = 5.0) -> list[SentMessage]:
+    """The WeCom app messages sent to `user`, once there are `count` of them (private answers go
+    through the outbox: its rounds run meanwhile)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        sent = [m for m in fake.sent_to("wecom_app") if user in m.to]
+        await service.outbox.run_once()
+        sent = [m for m in service.fake.sent_to("wecom_app") if user in m.to]
         if len(sent) >= count or asyncio.get_running_loop().time() > deadline:
             return sent
         await asyncio.sleep(0.02)
@@ -58,7 +60,7 @@ async def test_a_report_started_in_the_group_goes_on_in_private_and_the_group_se
         assert personal not in group_reply["Content"]
 
     # the question comes privately, as a WeCom app message to her alone
-    [asked] = await app_messages_to(service.fake, worker, 1)
+    [asked] = await app_messages_to(service, worker, 1)
     assert asked.to == (worker,) and "手机号" in asked.content, asked
 
     # she answers in the app: not a worker command, so the dialogue takes it
@@ -81,8 +83,9 @@ async def test_a_retried_robot_callback_is_handled_once(service: Service) -> Non
     for _ in range(3):
         status, _reply = await mention(service, resident, "@网格助手 幸福路8号楼道里电动车充电，很危险", "g-retry")
         assert status == 200
-    sent = await app_messages_to(service.fake, resident, 1)
+    sent = await app_messages_to(service, resident, 1)
     await asyncio.sleep(0.2)  # a second private answer, if any, would be on its way by now
+    await service.outbox.run_once()
     assert len([m for m in service.fake.sent_to("wecom_app") if resident in m.to]) == len(sent) == 1
 
 
@@ -130,7 +133,8 @@ async def test_a_worker_s_command_in_the_group_is_done_and_answered_in_private(s
     status, group_reply = await mention(service, "ZhangFang00", f"@网格助手 接单 {number}", "g-cmd")
     assert status == 200 and isinstance(group_reply, dict), group_reply
     assert "私聊" in group_reply["Content"] and number not in group_reply["Content"]
-    [answer] = [m for m in await app_messages_to(service.fake, "ZhangFang00", 1) if m.msgtype == "text"]
+    # the task card of the report, then the private answer
+    [answer] = [m for m in await app_messages_to(service, "ZhangFang00", 2) if m.msgtype == "text"]
     assert "已接单" in answer.content and number in answer.content
     ticket = await service.client.app[SERVICES].tickets.store.get(number)
     assert (ticket.status, ticket.flow.assignee) == ("accepted", "ZhangFang00")

@@ -223,9 +223,9 @@ async def test_a_menu_click_opens_three_customer_service_messages_for_a_minute(s
     services = service.client.app[SERVICES]
     window = CustomerServiceWindow(services.redis, services.keys)
     await window.opened_by_event("o-click")
-    assert [await window.take("o-click") for _ in range(4)] == [True, True, True, False]
-    assert 0 < await redis.ttl(services.keys.wechat_cs_window("o-click")) <= 60
-    # a message opens the 48-hour window of five; a later click does not shrink it
+    assert [bool(await window.take("o-click")) for _ in range(4)] == [True, True, True, False]
+    assert 0 < await redis.ttl(services.keys.wechat_cs_event_window("o-click")) <= 60
+    # a message opens the 48-hour window of five; a later click adds its three, shrinks nothing
     await window.opened("o-click")
     await window.opened_by_event("o-click")
-    assert [await window.take("o-click") for _ in range(6)] == [True] * 5 + [False]
+    assert [bool(await window.take("o-click")) for _ in range(9)] == [True] * 8 + [False]
