@@ -62,6 +62,7 @@ from integrations.wechat import (
     WecomRobot,
     WecomRobotChannel,
 )
+from integrations.wechat.api import ROBOT_TEXT_MAX_BYTES
 from integrations.wechat.callback import split_utf8
 from integrations.wechat.robot import ROBOT_KEY
 
@@ -77,7 +78,6 @@ EVENT_CS_WINDOW_SECONDS = 60
 EVENT_KINDS = frozenset({"click", "subscribe", "scan"})
 MESSAGE_KINDS = frozenset({"text", "image", "voice", "location"})  # and "unsupported" ones (video, link…)
 ROBOT_BATCH = 50
-ROBOT_TEXT_MAX_BYTES = 2048
 FLUSH_LEASE_SECONDS = 120  # longer than a robot send with its retries
 CARD_TITLE_MAX_BYTES = 128  # WeCom text cards
 CARD_DESCRIPTION_MAX_BYTES = 512
