@@ -197,3 +197,12 @@ class Keys:
     def media_noted(self) -> str:
         """Hash: media ids whose failed download is already in their ticket's timeline."""
         return f"{self.prefix}media-noted"
+
+    def media_retry(self, source: str) -> str:
+        """Sorted set (due time) of JSON `MediaRetry`s: downloads from `source` (wechat_mp, wecom)
+        that met a passing failure and are tried again while the provider still keeps the file."""
+        return f"{self.prefix}media-retry:{source}"
+
+    def media_retry_inflight(self, source: str) -> str:
+        """Sorted set (lease end) of the `media_retry` members a process is trying now."""
+        return f"{self.prefix}media-retry-inflight:{source}"

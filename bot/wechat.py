@@ -21,10 +21,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -36,6 +36,7 @@ from redis.exceptions import LockError
 
 from bot.app import SERVICES, Services
 from bot.keys import Keys
+from bot.leases import LeasedQueue
 from bot.logs import log_event
 from bot.media import FOLDERS, WECOM_FOLDER, safe_name
 from bot.outbox import OUTBOX, MaybeDelivered, Outbox, Outgoing, RateWindow, RetryLater, Undeliverable, short_hash
@@ -544,46 +545,110 @@ class MediaSource(Protocol):
     async def download_media(self, media_id: str) -> MediaFile: ...
 
 
+@dataclass(frozen=True, slots=True)
+class MediaRetry:
+    """A download to try again (JSON in `keys.media_retry`)."""
+
+    media_id: str
+    first_failed: str  # ISO, service clock: the provider keeps the file 3 days from about then
+    attempt: int  # the retries done so far
+
+
 class MediaKeeper:
     """Photos sent to the official account or the WeCom app: both keep a media id for 3 days, so
     each is downloaded when it arrives (in the background: the answer does not wait) to its
-    folder, `service.media_dir/wechat_mp/` or `.../wecom/` (see bot/media.py). A failed download
-    never stops a report or a worker's 办结: the reason is kept in `keys.media_failed()` (the
-    console shows it with the photo) and, for a resident's photo, noted in the ticket's timeline,
-    whichever comes first, the ticket or the failure."""
+    folder, `service.media_dir/wechat_mp/` or `.../wecom/` (see bot/media.py). A passing failure
+    (network, WeChat busy: `ApiUnavailable`) is tried again later, waiting 4× longer each time
+    from a minute, for as long as WeChat keeps the file; the retries are claimed with a lease
+    (bot/leases.py) by the process that runs the outbox loop, so a restart loses none. A failed
+    download never stops a report or a worker's 办结: once it has failed for good (WeChat refused,
+    or the 3 days are over) the reason is kept in `keys.media_failed()` (the console shows it with
+    the photo) and, for a resident's photo, noted in the ticket's timeline, whichever comes first,
+    the ticket or the failure."""
 
     MAX_AT_ONCE = 8
+    RETRY_FIRST = timedelta(minutes=1)
+    RETRY_FACTOR = 4
+    KEPT_BY_PROVIDER = timedelta(days=3)
+    RETRY_LEASE_SECONDS = 300  # longer than a download with all its API retries
+    RETRIES_PER_ROUND = 20
 
-    def __init__(self, api: MediaSource, folder: Path, services: Services) -> None:
+    def __init__(self, api: MediaSource, folder: Path, services: Services, source: str) -> None:
         self._api = api
         self._folder = folder
         self._s = services
         self._slots = asyncio.Semaphore(self.MAX_AT_ONCE)
         self._running: set[asyncio.Task[None]] = set()
+        self._retry_key = services.keys.media_retry(source)
+        self._retries = LeasedQueue(services.redis, self._retry_key, services.keys.media_retry_inflight(source),
+                                    self.RETRY_LEASE_SECONDS)
 
     def keep(self, media_ids: tuple[str, ...]) -> None:
         for media_id in media_ids:
-            task = asyncio.create_task(self._download(media_id))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            self._spawn(self._download(media_id, None))
 
     def path(self, media_id: str) -> Path:
         return self._folder / safe_name(media_id)
 
-    async def _download(self, media_id: str) -> None:
+    async def retry_due(self) -> None:
+        """Start the retries that are due (the outbox loop runs this every round); each is
+        acknowledged once its download has ended, however it ended."""
+        for raw in await self._retries.claim(self._s.clock().timestamp(), self.RETRIES_PER_ROUND):
+            self._spawn(self._retry(raw))
+
+    async def _retry(self, raw: str) -> None:
+        try:
+            retry = MediaRetry(**json.loads(raw))
+        except (ValueError, TypeError):
+            log_event(log, "media_retry_malformed", logging.ERROR, entry=raw[:200])
+        else:
+            await self._download(retry.media_id, retry)
+        finally:
+            async with self._s.redis.pipeline(transaction=True) as pipe:
+                self._retries.ack(pipe, raw)
+                await pipe.execute()
+
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _download(self, media_id: str, retry: MediaRetry | None) -> None:
         async with self._slots:
             try:
                 media = await self._api.download_media(media_id)
-            except (WeChatApiError, ApiUnavailable) as exc:
-                await self._s.redis.hset(self._s.keys.media_failed(), media_id, str(exc)[:300])
-                log_event(log, "media_download_failed", logging.WARNING, media=media_id, error=str(exc))
-                number = await self._s.tickets.store.ticket_of_media(media_id)
-                if number:  # a resident's report was confirmed before the download gave up
-                    await self._s.tickets.note_failed_media(number, (media_id,), self._s.clock())
+            except ApiUnavailable as exc:
+                if not await self._again(media_id, retry, exc):
+                    await self._failed(media_id, exc)
+                return
+            except WeChatApiError as exc:  # e.g. 40007: the id is invalid or the file is gone
+                await self._failed(media_id, exc)
                 return
             target = self.path(media_id)
             await asyncio.to_thread(_write, target, media.data)
-            log_event(log, "media_kept", media=media_id, bytes=len(media.data), content_type=media.content_type)
+            log_event(log, "media_kept", media=media_id, bytes=len(media.data), content_type=media.content_type,
+                      retries=retry.attempt + 1 if retry else 0)
+
+    async def _again(self, media_id: str, retry: MediaRetry | None, exc: Exception) -> bool:
+        """Schedule the next try; False when the provider will no longer have the file by then."""
+        now = self._s.clock()
+        first = datetime.fromisoformat(retry.first_failed) if retry else now
+        attempt = retry.attempt + 1 if retry else 0
+        due = now + self.RETRY_FIRST * self.RETRY_FACTOR ** attempt
+        if due > first + self.KEPT_BY_PROVIDER:
+            return False
+        member = json.dumps(asdict(MediaRetry(media_id, first.isoformat(), attempt)), ensure_ascii=False)
+        await self._s.redis.zadd(self._retry_key, {member: due.timestamp()})
+        log_event(log, "media_download_deferred", logging.WARNING, media=media_id, error=str(exc),
+                  next_try=due.isoformat())
+        return True
+
+    async def _failed(self, media_id: str, exc: Exception) -> None:
+        await self._s.redis.hset(self._s.keys.media_failed(), media_id, str(exc)[:300])
+        log_event(log, "media_download_failed", logging.WARNING, media=media_id, error=str(exc))
+        number = await self._s.tickets.store.ticket_of_media(media_id)
+        if number:  # a resident's report was confirmed before the download gave up
+            await self._s.tickets.note_failed_media(number, (media_id,), self._s.clock())
 
     async def drain(self, timeout: float) -> None:
         if self._running:
@@ -651,8 +716,9 @@ async def _wire(app: web.Application) -> AsyncIterator[None]:
         window = CustomerServiceWindow(services.redis, services.keys)
         api = WeChatMpApi(MpApiConfig(wc.app_id, wc.app_secret, api_base=wc.api_base), session, tokens)
         messenger = MpMessenger(api, window, wc.status_template_id)
-        media = MediaKeeper(api, config.path(config.service.media_dir) / FOLDERS["wechat_mp"], services)
+        media = MediaKeeper(api, config.path(config.service.media_dir) / FOLDERS["wechat_mp"], services, "wechat_mp")
         wiring.media = media
+        outbox.every_run(media.retry_due)
         outbox.register("wechat_mp", MpDeliverer(messenger))
     wiring.mp_missing = _missing([("GRIDBOT_WECHAT__TOKEN", wc.token), ("GRIDBOT_WECHAT__APP_ID", wc.app_id)])
     if not wiring.mp_missing:
@@ -673,8 +739,9 @@ async def _wire(app: web.Application) -> AsyncIterator[None]:
         outbox.register("wecom_card", WecomCardDeliverer(wecom_api, links, config.outbox.wecom_per_minute))
         outbox.register("wecom_text", WecomTextDeliverer(wecom_api, config.outbox.wecom_per_minute))
         wiring.wecom_media = desk.downloads = MediaKeeper(
-            wecom_api, config.path(config.service.media_dir) / WECOM_FOLDER, services
+            wecom_api, config.path(config.service.media_dir) / WECOM_FOLDER, services, WECOM_FOLDER
         )
+        outbox.every_run(wiring.wecom_media.retry_due)
     chats = RobotChats()
     wecom_sender = WecomSender(outbox if wecom_api is not None else None, robots, services, chats)
     wiring.work_missing = _missing([("GRIDBOT_WECOM__TOKEN", ww.token),

@@ -46,3 +46,47 @@ async def test_a_download_that_fails_after_the_report_is_confirmed_is_noted_in_t
     ticket = await services.tickets.store.get(number)
     failed = [e for e in ticket.timeline if e.kind == "media_failed"]
     assert len(failed) == 1 and "media-late" in failed[0].text
+
+
+async def test_a_download_during_a_wechat_outage_is_tried_again_later_and_the_photo_arrives(service: Service):
+    service.fake.add_media("media-busy", b"\xff\xd8\xffbusy", "image/jpeg")
+    service.fake.fail_next(4, status=503, path="/cgi-bin/media/get")  # every try of the first download
+    await service.send(service.mp.message(image_xml("o-busy", "media-busy", 7201)))
+    await service.wiring.media.drain(10.0)
+    services = service.client.app[SERVICES]
+    assert not service.wiring.media.path("media-busy").exists()
+    assert await services.redis.hget(services.keys.media_failed(), "media-busy") is None  # not given up
+
+    await service.resident("o-busy", "金桥小区门口垃圾好几天没人清理了，臭得很", 7202)
+    await service.resident("o-busy", "跳过", 7203)
+    number = NUMBER.search(await service.resident("o-busy", "确认", 7204)).group(0)
+    await service.outbox.run_once()  # not due yet
+    await service.wiring.media.drain(5.0)
+    assert not service.wiring.media.path("media-busy").exists()
+
+    service.clock.advance(minutes=2)
+    await service.outbox.run_once()
+    await service.wiring.media.drain(5.0)
+    assert service.wiring.media.path("media-busy").read_bytes() == b"\xff\xd8\xffbusy"
+    ticket = await services.tickets.store.get(number)
+    assert ticket.media_ids == ("media-busy",) and not [e for e in ticket.timeline if e.kind == "media_failed"]
+    assert await services.redis.zcard(services.keys.media_retry("wechat_mp")) == 0
+
+
+async def test_a_download_still_failing_when_wechat_no_longer_keeps_the_photo_is_noted(service: Service):
+    service.fake.fail_next(8, status=503, path="/cgi-bin/media/get")  # the first download and the retry
+    await service.send(service.mp.message(image_xml("o-gone", "media-outage", 7301)))
+    await service.wiring.media.drain(10.0)
+    await service.resident("o-gone", "金桥小区门口垃圾好几天没人清理了，臭得很", 7302)
+    await service.resident("o-gone", "跳过", 7303)
+    number = NUMBER.search(await service.resident("o-gone", "确认", 7304)).group(0)
+
+    service.clock.advance(days=3)  # the retry comes due only after WeChat has dropped the file
+    await service.outbox.run_once()
+    await service.wiring.media.drain(10.0)
+    services = service.client.app[SERVICES]
+    assert "503" in await services.redis.hget(services.keys.media_failed(), "media-outage")
+    ticket = await services.tickets.store.get(number)
+    failed = [e for e in ticket.timeline if e.kind == "media_failed"]
+    assert len(failed) == 1 and "media-outage" in failed[0].text
+    assert await services.redis.zcard(services.keys.media_retry("wechat_mp")) == 0
