@@ -30,6 +30,11 @@ def _secret(default: str = "") -> Any:
     return field(default=default, metadata={"secret": True})
 
 
+def _between(default: float, low: float, high: float) -> Any:
+    """A number that must lie strictly between `low` and `high` (checked when loading)."""
+    return field(default=default, metadata={"between": (low, high)})
+
+
 @dataclass(frozen=True, slots=True)
 class ServiceConfig:
     host: str = "127.0.0.1"
@@ -111,7 +116,7 @@ class WechatConfig:
     app_secret: str = _secret()
     api_base: str = "https://api.weixin.qq.com"
     max_clock_skew: int = 300
-    reply_budget_seconds: float = 3.0
+    reply_budget_seconds: float = _between(3.0, 0, 5)  # WeChat gives up on the answer after 5 s
     # template message for status changes once the 48-hour customer-service window is closed;
     # its keys: first, keyword1 (ticket number), keyword2 (status), remark. Empty: none sent.
     status_template_id: str = ""
@@ -241,6 +246,11 @@ def _build_section(cls: type, raw: Mapping[str, Any], env: Mapping[str, str], se
             values[f.name] = _coerce(raw[f.name], hints[f.name], f"{source}: {section}.{f.name}")
         if env_name in env:
             values[f.name] = _coerce(env[env_name], hints[f.name], env_name)
+        if "between" in f.metadata and f.name in values:
+            low, high = f.metadata["between"]
+            if not low < values[f.name] < high:
+                where = env_name if env_name in env else f"{source}: {section}.{f.name}"
+                raise ConfigError(f"{where}: must be between {low} and {high}, got {values[f.name]}")
     return cls(**values)
 
 

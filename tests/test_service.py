@@ -104,6 +104,16 @@ def test_bad_config_values_name_the_key(tmp_path):
         load_config(tmp_path / "absent.yaml", env={"GRIDBOT_DIALOGUE__LOW_CONFIDENCE": "high"})
 
 
+def test_a_reply_budget_wechat_would_not_wait_for_is_refused_when_loading(tmp_path):
+    with pytest.raises(ConfigError, match=r"GRIDBOT_WECHAT__REPLY_BUDGET_SECONDS: must be between 0 and 5"):
+        load_config(tmp_path / "absent.yaml", env={"GRIDBOT_WECHAT__REPLY_BUDGET_SECONDS": "9"})
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("wechat:\n  reply_budget_seconds: 0\n")
+    with pytest.raises(ConfigError, match=r"wechat\.reply_budget_seconds: must be between"):
+        load_config(cfg, env={})
+    assert load_config(tmp_path / "absent.yaml", env={}).wechat.reply_budget_seconds == 3.0
+
+
 def test_phone_numbers_are_masked_in_log_lines():
     record = logging.LogRecord("t", logging.INFO, __file__, 1, "ticket for 13812345678", None, None)
     record.fields = {"phone": "+86 139-1234-5678", "note": "call 15012345678 or 010-12345678"}
