@@ -60,6 +60,7 @@ log = logging.getLogger("gridbot.outbox")
 
 GROUP = "delivery"
 STALE_CLAIM_MS = 60_000  # a consumer that holds an entry this long without acking has died
+GONE_CONSUMER_IDLE_MS = 86_400_000  # a consumer silent for a day, holding nothing, is a process gone
 BATCH = 100
 REPLY = "reply"  # the template field of a late reply's entry: it carries its own text
 REPLY_STATUS = "回复"  # a late reply's status line in a template message
@@ -294,6 +295,7 @@ class Outbox:
         clock: Callable[[], datetime],
         consumer: str = "worker",
         claim_idle_ms: int = STALE_CLAIM_MS,
+        gone_idle_ms: int = GONE_CONSUMER_IDLE_MS,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -304,6 +306,7 @@ class Outbox:
         self._clock = clock
         self._consumer = consumer
         self._claim_idle_ms = claim_idle_ms
+        self._gone_idle_ms = gone_idle_ms
         self._deliverers: dict[str, Deliverer] = {}
         self._rate = RateWindow(redis, clock)
         self._retries = LeasedQueue(redis, keys.outbox_retry(), keys.outbox_retry_inflight(), RETRY_LEASE_SECONDS)
@@ -386,8 +389,17 @@ class Outbox:
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+        await self._forget_gone_consumers()
         self._group_ready = True
         return True
+
+    async def _forget_gone_consumers(self) -> None:
+        """Consumers are named per process: those of processes long gone, holding nothing, are
+        removed from the group when a new one starts (XINFO would otherwise list them forever)."""
+        for consumer in await self._redis.xinfo_consumers(self._keys.outbox(), GROUP):
+            gone = consumer["pending"] == 0 and consumer["idle"] > self._gone_idle_ms
+            if gone and consumer["name"] != self._consumer:
+                await self._redis.xgroup_delconsumer(self._keys.outbox(), GROUP, consumer["name"])
 
     async def _entries(self, entries: Sequence[tuple[str, Mapping[str, str]]]) -> int:
         count = 0

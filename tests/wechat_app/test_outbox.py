@@ -229,3 +229,21 @@ async def test_a_menu_click_opens_three_customer_service_messages_for_a_minute(s
     await window.opened("o-click")
     await window.opened_by_event("o-click")
     assert [bool(await window.take("o-click")) for _ in range(9)] == [True] * 8 + [False]
+
+
+async def test_a_new_process_forgets_the_consumers_of_processes_gone_that_hold_nothing(service: Service):
+    services = service.client.app[SERVICES]
+    number = await service.report("o-consumers")
+    stream = services.keys.outbox()
+    await service.outbox.run_once()  # the app's own consumer, holding nothing now
+    await notify(service, number, "notify/accepted", "resident")
+    await services.redis.xreadgroup("delivery", "crashed-holding-one", {stream: ">"})  # took one, never acked
+    await asyncio.sleep(0.05)
+
+    app = service.outbox
+    restarted = Outbox(services.redis, services.keys, services.tickets, app._audiences, app._texts,
+                       services.config.outbox, service.clock, consumer="restarted", gone_idle_ms=10)
+    await restarted.run_once()
+    names = {c["name"] for c in await services.redis.xinfo_consumers(stream, "delivery")}
+    assert "crashed-holding-one" in names  # its entry must still be taken over
+    assert service.outbox._consumer not in names  # idle, holding nothing: forgotten
