@@ -1,0 +1,40 @@
+"""A ticket dispatched to another grid is that grid's: its workers' bare commands, its digest."""
+
+from __future__ import annotations
+
+from bot.app import SERVICES
+from flows import Event, GridDirectory
+from tests.wechat_app.conftest import DIRECTORY, Service
+
+GRID_ONE, GRID_TWO = "500199001001-01", "500199001001-02"  # ZhangFang00's, LiuYang01's
+
+
+def robot_of(grid_code: str) -> str | None:
+    grid = GridDirectory.load(DIRECTORY).grid(grid_code)
+    return grid.robot_key if grid is not None else None
+
+
+async def test_a_ticket_dispatched_to_another_grid_is_that_grids_for_a_bare_command_and_the_digest(
+    service: Service,
+):
+    services = service.client.app[SERVICES]
+    number = await service.report("o-reroute")
+    await service.outbox.run_once()
+    assert "已退回" in await service.worker("ZhangFang00", f"退回 {number} 是隔壁龙湖花园的", 7001)
+    before = len(service.fake.sent_to("wecom_app"))
+    await services.tickets.act(number, Event(kind="dispatch", actor="dispatcher", at=service.clock(),
+                                             data=(("grid", GRID_TWO),), by="li.ming"))
+    await service.outbox.run_once()
+    cards = [m for m in service.fake.sent_to("wecom_app")[before:] if m.msgtype == "textcard" and number in m.url]
+    assert {user for m in cards for user in m.to} == {"LiuYang01", "XuJun01"}  # the new grid's workers
+
+    assert "没有可以直接接单的工单" in await service.worker("ZhangFang00", "接单", 7002)
+    assert "已接单" in await service.worker("LiuYang01", "接单", 7003)
+    ticket = await services.tickets.store.get(number)
+    assert (ticket.grid_code, ticket.status, ticket.flow.assignee) == (GRID_TWO, "accepted", "LiuYang01")
+
+    service.clock.advance(days=3)  # well past the red deadline
+    await service.outbox.run_once()
+    digests = [m for m in service.fake.sent_to("wecom_robot") if "超期工单日报" in m.content]
+    assert [m.robot_key for m in digests if number in m.content] == [robot_of(GRID_TWO)]
+    assert not [m for m in digests if m.robot_key == robot_of(GRID_ONE)]
