@@ -5,7 +5,8 @@ grids (stored directly, at grid level: half awaiting acceptance, half accepted b
 the grid's workers), and one ticket of the measured grid accepted by the measured worker. Then
 `WorkerDesk.candidates`, as a bare 接单 (every ticket of the grid awaiting acceptance) and a
 bare 办结 or a photo (the one the worker holds), each `--repeat` times, sequentially: CPU plus
-Redis round trips of one command, nothing queued.
+Redis round trips of one command, nothing queued. Last, the one-off build of the grid index
+at start-up (bot/tickets.py `ensure_grid_index`) for all those tickets.
 
     .venv/bin/python bench/worker_candidates.py [--tickets 20000] [--grids 200] [--repeat 50]
         [--redis redis://127.0.0.1:6379/15]
@@ -18,10 +19,11 @@ import asyncio
 import dataclasses
 import time
 import uuid
+from zoneinfo import ZoneInfo
 
-from bot.app import build_services
+from bot.app import Services, build_services
 from bot.config import load_config
-from bot.tickets import Change, Ticket
+from bot.tickets import Change, Ticket, TicketStore
 from bot.worker_tasks import WorkerDesk
 from flows import Event, Grid, Worker, new_ticket
 from integrations.wechat.work import WorkerVerb
@@ -67,11 +69,24 @@ async def run(tickets: int, grids: int, repeat: int, redis_url: str) -> None:
             wall = (time.perf_counter() - began) / repeat * 1000
             print(f"bare {verb}: {len(found)} candidate(s), {wall:.2f} ms a command, "
                   f"{(time.process_time() - cpu) / repeat * 1000:.2f} ms CPU")
+        await rebuild(services, grids)
         keys = [k async for k in services.redis.scan_iter(match=prefix + "*", count=1000)]
         for i in range(0, len(keys), 1000):
             await services.redis.delete(*keys[i : i + 1000])
     finally:
         await services.close()
+
+
+async def rebuild(services: Services, grids: int) -> None:
+    """The one-off start-up build of the grid index for tickets stored before it existed."""
+    index = [services.keys.tickets_by_grid_status(grid_code(i), status)
+             for i in range(grids) for status in services.tickets.flow.statuses]
+    await services.redis.delete(*index, services.keys.grid_index_version())
+    store = TicketStore(services.redis, services.keys, services.config.tickets.number_prefix,
+                        ZoneInfo(services.config.tickets.timezone))
+    began = time.perf_counter()
+    await store.ensure_grid_index()
+    print(f"building the grid index for every ticket at start-up: {time.perf_counter() - began:.2f} s")
 
 
 def main() -> None:

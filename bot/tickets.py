@@ -159,9 +159,6 @@ class TicketStore:
         key = self._keys.tickets_by_reporter(channel, user_id)
         return list(await self._redis.zrevrange(key, 0, limit - 1))
 
-    async def numbers_by_status(self, status: str) -> set[str]:
-        return set(await self._redis.smembers(self._keys.tickets_by_status(status)))
-
     async def numbers_in_grid(self, grid_code: str, statuses: Iterable[str]) -> set[str]:
         """The numbers of the grid's tickets in any of `statuses`."""
         keys = [self._keys.tickets_by_grid_status(grid_code, s) for s in statuses]

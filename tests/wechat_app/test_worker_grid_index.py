@@ -1,12 +1,15 @@
-"""A ticket dispatched to another grid is that grid's: its workers' bare commands, its digest."""
+"""Grid workers find their tickets through the per-grid index: a ticket dispatched to another
+grid is that grid's (its workers' bare commands, its digest), and tickets stored before the
+index are found after a restart."""
 
 from __future__ import annotations
 
-from bot.app import SERVICES
-from flows import Event, GridDirectory
-from tests.wechat_app.conftest import DIRECTORY, Service
+import dataclasses
 
-GRID_ONE, GRID_TWO = "500199001001-01", "500199001001-02"  # ZhangFang00's, LiuYang01's
+from bot.app import SERVICES, create_app
+from flows import Event, GridDirectory
+from tests.test_grid_index import GRID_ONE, GRID_TWO, forget_the_grid_index
+from tests.wechat_app.conftest import DIRECTORY, Service
 
 
 def robot_of(grid_code: str) -> str | None:
@@ -38,3 +41,18 @@ async def test_a_ticket_dispatched_to_another_grid_is_that_grids_for_a_bare_comm
     digests = [m for m in service.fake.sent_to("wecom_robot") if "超期工单日报" in m.content]
     assert [m.robot_key for m in digests if number in m.content] == [robot_of(GRID_TWO)]
     assert not [m for m in digests if m.robot_key == robot_of(GRID_ONE)]
+
+
+async def test_after_a_restart_a_bare_command_finds_a_ticket_stored_before_the_grid_index(
+    service: Service, aiohttp_client, wechat_config, nlu
+):
+    number = await service.report("o-before-index")
+    await service.outbox.run_once()
+    await forget_the_grid_index(service.client.app[SERVICES])
+
+    restarted = dataclasses.replace(
+        service, client=await aiohttp_client(create_app(wechat_config, clock=service.clock, nlu=nlu))
+    )
+    answer = await restarted.worker("ZhangFang00", "接单", 7101)
+    assert "已接单" in answer and number in answer
+    assert await restarted.client.app[SERVICES].tickets.store.numbers_in_grid(GRID_ONE, ["accepted"]) == {number}
