@@ -108,6 +108,10 @@ async def build_services(config: Config, clock: Clock | None = None, nlu: NluBac
         log_event(log, "flow_seed_without_redis", logging.WARNING, file=str(flow_file))
         flow = versions.parse(flow_file.read_text(encoding="utf-8"), str(flow_file), today=clock().date())
     store = TicketStore(redis, keys, config.tickets.number_prefix, tz)
+    try:
+        await store.ensure_grid_index()  # once per Redis: tickets stored before the grid index
+    except RedisError:
+        log_event(log, "grid_index_deferred", logging.WARNING)  # the first lookup builds it
     holder = FlowHolder(flow)
     tickets = TicketService(store, holder, directory, {c.id: c.name_zh for c in categories}, versions)
     nlu = nlu or build_nlu(config, metrics, directory.place_names() if directory else ())

@@ -22,6 +22,16 @@ class Keys:
     def tickets_by_status(self, status: str) -> str:
         return f"{self.prefix}status:{status}:tickets"
 
+    def tickets_by_grid_status(self, grid_code: str, status: str) -> str:
+        """Set: a grid's tickets in one status (those without a grid are in none), kept with the
+        ticket like the status index: the worker desk and the digest read one grid's, not the city's."""
+        return f"{self.prefix}grid:{grid_code}:status:{status}:tickets"
+
+    def grid_index_version(self) -> str:
+        """Set once the grid index holds every ticket (those stored before it existed were added
+        at a start-up): absent, a process builds it before it is used."""
+        return f"{self.prefix}index-version:grid"
+
     def all_tickets(self) -> str:
         return f"{self.prefix}tickets"
 

@@ -191,7 +191,9 @@ class TicketService:
     ) -> Ticket:
         def apply(ticket: Ticket) -> Change:
             result = run(ticket.flow)
-            moved = _with(ticket, flow=result.state, timeline=(*ticket.timeline, entry))
+            # a dispatch may name another grid: the ticket is then that grid's (its workers, its group)
+            moved = _with(ticket, flow=result.state, grid_code=result.state.grid_code,
+                          timeline=(*ticket.timeline, entry))
             return self._record(moved, result, actor="system", now=now)
 
         change = await self.store.update(number, apply)

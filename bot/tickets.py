@@ -6,13 +6,18 @@ timers in the sorted set — atomically, so a crash never leaves half a change. 
 one Lua call; a change is one MULTI/EXEC under WATCH whose side effects are one Lua call inside
 it (a ticket change used to be some twenty commands, and packing them cost more CPU than the
 rest of opening a ticket).
+
+The indexes (by reporter, by status, by grid and status) are written in the same call or
+transaction as the ticket, so they never disagree with it. The grid index came later: tickets
+stored before it are added once, by `ensure_grid_index`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,10 +27,15 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from bot.keys import Keys
+from bot.logs import log_event
 from flows import Action, TicketState
+
+log = logging.getLogger("gridbot.tickets")
 
 TICKET_NUMBER_DIGITS = 4
 MEDIA_TICKET_SECONDS = 7 * 86400  # WeChat keeps a media id 3 days: a download fails well within
+GRID_INDEX_VERSION = "1"  # a different layout of the grid index: a new version, built again at start-up
+GRID_INDEX_BATCH = 500  # tickets read and indexed in one transaction while building it
 
 
 class TicketNotFound(Exception):
@@ -127,6 +137,7 @@ class TicketStore:
         self._next_in_sequence = redis.register_script(_NEXT_IN_SEQUENCE)
         self._create = redis.register_script(_CREATE)
         self._effects = redis.register_script(_EFFECTS)
+        self._grid_index_ready = False  # this process has seen it complete
 
     async def allocate_number(self, now: datetime) -> str:
         """`<prefix><YYYYMMDD><daily sequence>`; INCR makes it unique across processes."""
@@ -148,8 +159,58 @@ class TicketStore:
         key = self._keys.tickets_by_reporter(channel, user_id)
         return list(await self._redis.zrevrange(key, 0, limit - 1))
 
-    async def numbers_by_status(self, status: str) -> set[str]:
-        return set(await self._redis.smembers(self._keys.tickets_by_status(status)))
+    async def numbers_in_grid(self, grid_code: str, statuses: Iterable[str]) -> set[str]:
+        """The numbers of the grid's tickets in any of `statuses`."""
+        keys = [self._keys.tickets_by_grid_status(grid_code, s) for s in statuses]
+        if not keys:
+            return set()
+        await self.ensure_grid_index()
+        return set(await self._redis.sunion(keys))
+
+    async def ensure_grid_index(self) -> None:
+        """Add every stored ticket to the grid index unless that was done (`keys.grid_index_version`):
+        tickets stored before the index existed are in no grid's set. Called at start-up, and by
+        the first lookup should Redis have been down then.
+
+        Processes starting together may each build it: each batch of tickets is read and added
+        in one transaction under WATCH, so a ticket changed meanwhile is added where it is now
+        (the change itself moved its entry), and an entry added twice is still one. The version
+        is set only once every ticket is in: a build cut short is done again by the next process.
+        """
+        if self._grid_index_ready:
+            return
+        version = self._keys.grid_index_version()
+        if await self._redis.get(version) != GRID_INDEX_VERSION:
+            scanned = indexed = 0
+            batch: list[str] = []
+            async for number, _ in self._redis.zscan_iter(self._keys.all_tickets(), count=GRID_INDEX_BATCH):
+                batch.append(number)
+                if len(batch) == GRID_INDEX_BATCH:
+                    indexed += await self._index_grids(batch)
+                    scanned, batch = scanned + len(batch), []
+            if batch:
+                indexed += await self._index_grids(batch)
+                scanned += len(batch)
+            await self._redis.set(version, GRID_INDEX_VERSION)
+            log_event(log, "grid_index_built", tickets=scanned, indexed=indexed, version=GRID_INDEX_VERSION)
+        self._grid_index_ready = True
+
+    async def _index_grids(self, numbers: list[str]) -> int:
+        """Add these tickets to the grid index as they are now; how many have a grid."""
+        keys = [self._keys.ticket(n) for n in numbers]
+        while True:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(*keys)
+                    tickets = [Ticket.from_json(raw) for raw in await pipe.mget(keys) if raw]
+                    entries = [(t.grid_code, t.status, t.number) for t in tickets if t.grid_code]
+                    pipe.multi()
+                    for grid_code, status, number in entries:
+                        pipe.sadd(self._keys.tickets_by_grid_status(grid_code, status), number)
+                    await pipe.execute()
+                    return len(entries)
+                except WatchError:
+                    continue
 
     async def create(self, change: Change) -> None:
         t = change.ticket
@@ -160,9 +221,10 @@ class TicketStore:
             self._keys.all_tickets(),
             self._keys.tickets_by_status(t.status),
             *self._effect_keys(t.number),
+            *([self._keys.tickets_by_grid_status(t.grid_code, t.status)] if t.grid_code else []),
             *(self._keys.media_ticket(m) for m in t.media_ids),
         ]
-        args = [t.to_json(), t.number, created, _effects_json(change), MEDIA_TICKET_SECONDS]
+        args = [t.to_json(), t.number, created, _effects_json(change), MEDIA_TICKET_SECONDS, int(bool(t.grid_code))]
         if not await self._create(keys=keys, args=args):
             raise RuntimeError(f"ticket number {t.number} already taken")
 
@@ -190,6 +252,11 @@ class TicketStore:
                     if after.status != before.status:
                         pipe.srem(self._keys.tickets_by_status(before.status), number)
                         pipe.sadd(self._keys.tickets_by_status(after.status), number)
+                    if (after.grid_code, after.status) != (before.grid_code, before.status):
+                        if before.grid_code:
+                            pipe.srem(self._keys.tickets_by_grid_status(before.grid_code, before.status), number)
+                        if after.grid_code:
+                            pipe.sadd(self._keys.tickets_by_grid_status(after.grid_code, after.status), number)
                     if change.timers or change.notifications or change.cancel_timers:
                         await self._effects(
                             keys=self._effect_keys(number), args=[_effects_json(change)], client=pipe
@@ -252,15 +319,18 @@ _EFFECTS = _APPLY_EFFECTS + """
 apply_effects(KEYS[1], KEYS[2], KEYS[3], cjson.decode(ARGV[1]))
 """
 
-# KEYS: ticket, by reporter, all tickets, by status, the three effect keys, then one per photo
-# (photo -> ticket). ARGV: ticket json, number, created (epoch), effects json, photo link TTL.
+# KEYS: ticket, by reporter, all tickets, by status, the three effect keys, by grid and status
+# (only when the ticket has a grid), then one per photo (photo -> ticket). ARGV: ticket json,
+# number, created (epoch), effects json, photo link TTL, 1 with a grid (else 0).
 # 0 when the number is taken: nothing is written.
 _CREATE = _APPLY_EFFECTS + """
 if not redis.call("SET", KEYS[1], ARGV[1], "NX") then return 0 end
 redis.call("ZADD", KEYS[2], ARGV[3], ARGV[2])
 redis.call("ZADD", KEYS[3], ARGV[3], ARGV[2])
 redis.call("SADD", KEYS[4], ARGV[2])
-for i = 8, #KEYS do redis.call("SET", KEYS[i], ARGV[2], "EX", ARGV[5]) end
+local photos = 8 + tonumber(ARGV[6])
+if photos > 8 then redis.call("SADD", KEYS[8], ARGV[2]) end
+for i = photos, #KEYS do redis.call("SET", KEYS[i], ARGV[2], "EX", ARGV[5]) end
 apply_effects(KEYS[5], KEYS[6], KEYS[7], cjson.decode(ARGV[4]))
 return 1
 """

@@ -438,18 +438,17 @@ class OverdueDigest:
         level. A status whose deadline clock is off (办结, awaiting the rating) is not overdue."""
         if self._s.directory is None:
             return []
-        flow = self._s.tickets.flow
-        numbers: set[str] = set()
-        for status, spec in flow.statuses.items():
-            if spec.clock and not spec.final:
-                numbers |= await self._s.tickets.store.numbers_by_status(status)
-        overdue = [t for t in await self._s.tickets.store.get_many(sorted(numbers))
-                   if t.flow.deadline < now and t.flow.level == GRID_LEVEL]  # above it: not the grid's
+        store = self._s.tickets.store
+        statuses = [status for status, spec in self._s.tickets.flow.statuses.items() if spec.clock and not spec.final]
         template = self._s.replies.env.get_template("notify/robot/overdue_digest.j2")
         out = []
         for grid in self._s.directory.grids:
-            mine = sorted((t for t in overdue if t.grid_code == grid.code), key=lambda t: t.number)
-            if not grid.robot_key or not mine:
+            if not grid.robot_key:
+                continue
+            numbers = sorted(await store.numbers_in_grid(grid.code, statuses))
+            mine = [t for t in await store.get_many(numbers)
+                    if t.flow.deadline < now and t.flow.level == GRID_LEVEL]  # above it: not the grid's
+            if not mine:
                 continue
             rows = [(self._s.tickets.view(t), now - t.flow.deadline) for t in mine[: self.MAX_LINES]]
             text = template.render(grid_name=grid.name, day=f"{now:%m月%d日}", total=len(mine), rows=rows)

@@ -236,9 +236,7 @@ class WorkerDesk:
         worker's own (accepted by them)."""
         flow = self._tickets.flow
         statuses = {s for t in flow.transitions if t.event == verb and "worker" in t.actors for s in t.sources}
-        numbers: set[str] = set()
-        for status in statuses:
-            numbers |= await self._tickets.store.numbers_by_status(status)
+        numbers = await self._tickets.store.numbers_in_grid(grid.code, statuses)
         holders = (None, worker.wecom_user_id) if verb == "accept" else (worker.wecom_user_id,)
         return [
             t for t in await self._tickets.store.get_many(sorted(numbers))
