@@ -74,7 +74,7 @@ async def test_a_token_fetch_longer_than_the_lease_keeps_the_lock_and_fetches_on
     assert tokens[0] == tokens[1] and fake.mp_token_fetches == 1
 
 
-async def test_a_token_lock_that_cannot_be_had_in_time_is_an_api_error_a_photo_download_records(
+async def test_a_token_lock_that_cannot_be_had_in_time_is_an_api_error_a_photo_download_tries_again(
     service, redis, tmp_path
 ):
     services = service.client.app[SERVICES]
@@ -85,10 +85,13 @@ async def test_a_token_lock_that_cannot_be_had_in_time_is_an_api_error_a_photo_d
         api = WeChatMpApi(service.fake.mp_config(), session, RedisTokenStore(redis, services.keys, lease_seconds=0.2))
         with pytest.raises(ApiUnavailable):
             await api.access_token()
-        keeper = MediaKeeper(api, tmp_path / "media", services)
+        keeper = MediaKeeper(api, tmp_path / "media", services, "wechat_mp")
         keeper.keep(("m-locked",))
         await keeper.drain(5.0)
-    assert "lock" in await redis.hget(services.keys.media_failed(), "m-locked")  # the console shows why
+    # a passing failure: not given up (the console shows it as still being fetched), tried again later
+    assert await redis.hget(services.keys.media_failed(), "m-locked") is None
+    [waiting] = await redis.zrange(services.keys.media_retry("wechat_mp"), 0, -1)
+    assert "m-locked" in waiting
 
 
 async def test_the_delivery_loops_stop_before_the_wechat_session_closes(wechat_config, clock, nlu, redis) -> None:
