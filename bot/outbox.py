@@ -295,12 +295,18 @@ class Audiences:
         staff = self._directory.staff(level, ticket.grid_code) if self._directory is not None else ()
         if staff:
             return [("wecom_text", w.wecom_user_id) for w in staff]
-        return [] if self._dispatchers_told(rule, template) else [("wecom_text", u) for u in self._dispatchers]
+        told = self._dispatchers_told(ticket, rule, template)
+        return [] if told else [("wecom_text", u) for u in self._dispatchers]
 
-    def _dispatchers_told(self, rule: str, template: str) -> bool:
-        found = self._tickets.flow.rule(rule) if rule else None
-        return found is not None and any(
-            a.kind == "notify" and a.template == template and "dispatcher" in a.to for a in found.actions
+    def _dispatchers_told(self, ticket: Ticket, rule: str, template: str) -> bool:
+        flow = self._tickets.flow
+        found = flow.rule(rule) if rule else None
+        if found is None:
+            return False
+        copied = flow.category_rule(ticket.flow.category).notify  # what `category` stands for
+        return any(
+            "dispatcher" in (*a.to, *(copied if "category" in a.to else ()))
+            for a in found.actions if a.kind == "notify" and a.template == template
         )
 
     def is_dispatcher(self, recipient: str) -> bool:
