@@ -188,7 +188,7 @@ def _directory(args: argparse.Namespace) -> int:
         print(
             f"{path}: ok — {len({g.street_code for g in grids})} streets, "
             f"{len({g.community_code for g in grids})} communities, {len(grids)} grids, "
-            f"{sum(len(g.workers) for g in grids)} workers"
+            f"{sum(len(g.workers) for g in grids)} workers, {sum(len(a.staff) for a in directory.areas())} staff"
         )
     return 1 if failed else 0
 

@@ -48,7 +48,7 @@ from redis.exceptions import RedisError
 
 from bot.keys import Keys
 from bot.logs import log_event
-from flows import DirectoryError, Grid, GridDirectory, Problem, Worker
+from flows import Area, DirectoryError, Grid, GridDirectory, Problem, Worker
 
 log = logging.getLogger("gridbot.directory")
 
@@ -120,6 +120,12 @@ class LiveDirectory(GridDirectory):
 
     def worker(self, wecom_user_id: str) -> tuple[Worker, Grid] | None:
         return self._current.worker(wecom_user_id)
+
+    def areas(self) -> tuple[Area, ...]:
+        return self._current.areas()
+
+    def staff(self, level: str, grid_code: str | None) -> tuple[Worker, ...]:
+        return self._current.staff(level, grid_code)
 
     def unit_name(self, unit_id: str) -> str | None:
         return self._current.unit_name(unit_id)

@@ -51,7 +51,7 @@ from bot.keys import Keys
 from bot.leases import LeasedQueue
 from bot.logs import log_event, mask_phone
 from bot.replies import Replies
-from bot.ticketing import TicketService, TicketView
+from bot.ticketing import GRID_LEVEL, TicketService, TicketView
 from bot.tickets import Ticket
 from flows import Grid, GridDirectory
 from integrations.sms.phone import normalize_mobile
@@ -219,20 +219,25 @@ def mask_recipient(channel: str, recipient: str) -> str:
 
 class NotificationText:
     """Renders `notify/<channel>/<name>.j2`, else `notify/<name>.j2`. Robots (groups) never fall
-    back to the general texts, which carry addresses and descriptions: `notify/robot/default.j2`."""
+    back to the general texts, which carry addresses and descriptions: `notify/robot/default.j2`.
+    `to_dispatcher`: the recipient is a dispatcher, who hands a task on rather than does it."""
 
     def __init__(self, replies: Replies) -> None:
         self._env = replies.env
 
-    def render(self, template: str, channel: str, view: TicketView) -> str:
+    def render(self, template: str, channel: str, view: TicketView, to_dispatcher: bool = False) -> str:
         name = template.removeprefix("notify/")
         candidates = [f"notify/{channel}/{name}.j2"]
         candidates.append("notify/robot/default.j2" if channel == "robot" else f"notify/{name}.j2")
-        return self._env.select_template(candidates).render(t=view).strip()
+        return self._env.select_template(candidates).render(t=view, to_dispatcher=to_dispatcher).strip()
 
 
 class Audiences:
-    """Who a notification's audience is, as (channel, recipient) pairs."""
+    """Who a notification's audience is, as (channel, recipient) pairs.
+
+    At grid level the grid's workers get task cards (the signed task page); above it the staff
+    the directory lists for that level of the ticket's area get WeCom texts, and where it lists
+    none the dispatchers do, so that a task above the grid always reaches someone."""
 
     RESIDENT_CHANNELS: Mapping[str, str] = {"wechat_mp": "wechat_mp", "wecom": "wecom_text", "sms": "sms",
                                             "hotline": "sms"}
@@ -243,7 +248,8 @@ class Audiences:
         self._dispatchers = _ids(wecom.dispatcher_user_ids)
         self._duty = _ids(wecom.duty_user_ids) or self._dispatchers
 
-    def resolve(self, ticket: Ticket, audience: str) -> list[tuple[str, str]]:
+    def resolve(self, ticket: Ticket, audience: str, rule: str = "", template: str = "") -> list[tuple[str, str]]:
+        """`rule` and `template`: the notice's own, to tell whether it reaches the dispatchers anyway."""
         state = ticket.flow
         if audience == "resident":
             channel = self.RESIDENT_CHANNELS.get(ticket.channel)
@@ -253,13 +259,19 @@ class Audiences:
             recipient = normalize_mobile(ticket.phone or "") if channel == "sms" else ticket.reporter_id
             return [(channel, recipient)] if recipient else []
         if audience == "assignee":
-            if state.assignee:
-                return [("wecom_card", state.assignee)]
-            return self._grid_workers(ticket) if state.level == "grid" else []
+            if state.assignee:  # the task page is for grid workers: above the grid, a text
+                return [("wecom_card" if state.level == GRID_LEVEL else "wecom_text", state.assignee)]
+            if state.level == GRID_LEVEL:
+                return self._grid_workers(ticket)
+            return self._staff(ticket, state.level, rule, template)
         if audience == "unit" or audience.startswith("unit:"):
             unit = audience.partition(":")[2] or state.unit
             owner = self._tickets.flow.units.get(unit)
-            return self._grid_workers(ticket) if owner is not None and owner.level == "grid" else []
+            if owner is None:
+                return []
+            if owner.level == GRID_LEVEL:
+                return self._grid_workers(ticket)
+            return self._staff(ticket, owner.level, rule, template)
         if audience == "dispatcher":
             return [("wecom_text", u) for u in self._dispatchers]
         if audience == "duty_dispatcher":
@@ -277,6 +289,29 @@ class Audiences:
     def _grid_workers(self, ticket: Ticket) -> list[tuple[str, str]]:
         grid = self._grid(ticket)
         return [("wecom_card", w.wecom_user_id) for w in grid.workers] if grid is not None else []
+
+    def _staff(self, ticket: Ticket, level: str, rule: str, template: str) -> list[tuple[str, str]]:
+        """The level's staff of the ticket's area; none listed: the dispatchers, to hand it on
+        (unless the same notice of the same rule goes to them anyway: once is enough)."""
+        staff = self._directory.staff(level, ticket.grid_code) if self._directory is not None else ()
+        if staff:
+            return [("wecom_text", w.wecom_user_id) for w in staff]
+        told = self._dispatchers_told(ticket, rule, template)
+        return [] if told else [("wecom_text", u) for u in self._dispatchers]
+
+    def _dispatchers_told(self, ticket: Ticket, rule: str, template: str) -> bool:
+        flow = self._tickets.flow
+        found = flow.rule(rule) if rule else None
+        if found is None:
+            return False
+        copied = flow.category_rule(ticket.flow.category).notify  # what `category` stands for
+        return any(
+            "dispatcher" in (*a.to, *(copied if "category" in a.to else ()))
+            for a in found.actions if a.kind == "notify" and a.template == template
+        )
+
+    def is_dispatcher(self, recipient: str) -> bool:
+        return recipient in self._dispatchers
 
 
 def _ids(text: str) -> list[str]:
@@ -471,7 +506,7 @@ class Outbox:
         if ticket is None:
             log_event(log, "outbox_ticket_missing", logging.WARNING, ticket=n.ticket, entry=n.entry)
             return []
-        targets = self._audiences.resolve(ticket, n.audience)
+        targets = self._audiences.resolve(ticket, n.audience, n.rule, n.template)
         if not targets:
             await self._record(n.ticket, DeliveryStatus(
                 id=n.id, template=n.template, audience=n.audience, channel="", recipient="",
@@ -569,7 +604,8 @@ class Outbox:
             return None
         view = self._tickets.view(ticket)
         try:
-            text = self._texts.render(d.template, d.channel, view)
+            to_dispatcher = self._audiences.is_dispatcher(d.recipient)
+            text = self._texts.render(d.template, d.channel, view, to_dispatcher=to_dispatcher)
         except Exception as exc:
             raise Undeliverable(f"template {d.template}: {type(exc).__name__}: {exc}") from exc
         return Outgoing(ticket=d.ticket, template=d.template, audience=d.audience, delivery_id=d.id, text=text,

@@ -49,6 +49,7 @@ class TicketView:
     last_progress: str
     return_reason: str = ""  # the worker's, of the latest 退回
     at_grid: bool = True  # False once it is the community's, street's or district's
+    grid_name: str = ""  # the grid it was reported in, "" without one
 
 
 class FlowHolder:
@@ -255,6 +256,7 @@ class TicketService:
         returned = next((e.text for e in reversed(ticket.timeline) if e.kind == "return" and e.text), "")
         # the place (e.g. 青枫街道) when the ticket has a grid, else the flow's unit (e.g. 区联动中心)
         area = self._directory.area_name(state.grid_code, state.level) if state.grid_code and self._directory else None
+        grid = self._directory.area_name(state.grid_code, GRID_LEVEL) if state.grid_code and self._directory else None
         unit_name = area or (flow.unit_name(state.unit) if state.unit in flow.units else "")
         return TicketView(
             number=ticket.number,
@@ -272,6 +274,7 @@ class TicketService:
             last_progress=progress,
             return_reason=returned,
             at_grid=state.level == GRID_LEVEL,
+            grid_name=grid or "",
         )
 
 

@@ -2,7 +2,9 @@
 
 One YAML file per district: streets → communities → grids; each grid has its workers
 (WeCom user id, name, phone), its compound and building names (aliases), an optional
-group-robot key and its polygon as [lon, lat] points. Coordinates must be in the system the
+group-robot key and its polygon as [lon, lat] points. The district, each street and each
+community may list its staff, people of the same shape as workers: they take the tickets
+escalated above the grid (`staff`). Coordinates must be in the system the
 locations arrive in — WeChat in mainland China reports GCJ-02.
 
 Routing: a point → the grid whose polygon covers it (an STRtree finds candidates); an
@@ -55,6 +57,16 @@ class Worker:
 
 
 @dataclass(frozen=True, slots=True)
+class Area:
+    """A unit above the grid: the district, a street or a community, and its staff."""
+
+    level: str  # community | street | district
+    code: str
+    name: str
+    staff: tuple[Worker, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Grid:
     code: str
     name: str
@@ -84,10 +96,18 @@ def _normal(text: str) -> str:
 
 
 class GridDirectory:
-    def __init__(self, grids: Iterable[Grid], names: dict[str, str], community_aliases: dict[str, tuple[str, ...]]):
-        """Use `load` / `from_text`; this trusts its input."""
+    def __init__(
+        self,
+        grids: Iterable[Grid],
+        names: dict[str, str],
+        community_aliases: dict[str, tuple[str, ...]],
+        areas: Iterable[Area],
+    ):
+        """Use `load` / `from_text`; this trusts its input (`areas`: the district first)."""
         self.grids = tuple(grids)
         self._by_code = {g.code: g for g in self.grids}
+        self._areas = tuple(areas)
+        self._area_by_code = {a.code: a for a in self._areas}
         self._names = names  # every code (grid, community, street, district) -> name
         self._shapes = [Polygon(g.polygon) for g in self.grids]
         for shape in self._shapes:
@@ -163,6 +183,20 @@ class GridDirectory:
     def worker(self, wecom_user_id: str) -> tuple[Worker, Grid] | None:
         return self._workers.get(wecom_user_id)
 
+    def areas(self) -> tuple[Area, ...]:
+        """The district, then each street followed by its communities, as in the file."""
+        return self._areas
+
+    def staff(self, level: str, grid_code: str | None) -> tuple[Worker, ...]:
+        """Who takes a ticket of this grid at a level above it: its community's or its street's
+        staff, or the district's (known without a grid too: a directory is one district)."""
+        if level == "district":
+            return self._areas[0].staff
+        grid = self._by_code.get(grid_code) if grid_code else None
+        if grid is None or level not in ("community", "street"):
+            return ()
+        return self._area_by_code[grid.area_code(level)].staff
+
     def unit_name(self, unit_id: str) -> str | None:
         """The name of a grid, community, street or district, by its code."""
         return self._names.get(unit_id)
@@ -201,6 +235,8 @@ class _Reader:
         self.problems: list[Problem] = []
         self.names: dict[str, str] = {}
         self.code_paths: dict[str, tuple[PathItem, ...]] = {}
+        # every grid worker and area staff member: (its path, level, code of its grid or area, it)
+        self.people: list[tuple[tuple[PathItem, ...], str, str, Worker]] = []
 
     def error(self, path: tuple[PathItem, ...], message: str) -> None:
         self.problems.append(self.doc.problem(path, message))
@@ -218,16 +254,19 @@ class _Reader:
         data = _m(self.doc.data)
         district = _m(data["district"])
         district_code = self.code(("district",), district)
+        areas = [self.area("district", ("district",), district)]
         grids: list[Grid] = []
         community_aliases: dict[str, tuple[str, ...]] = {}
         for s, street_raw in enumerate(_ls(data["streets"])):
             street = _m(street_raw)
             street_path: tuple[PathItem, ...] = ("streets", s)
             street_code = self.code(street_path, street)
+            areas.append(self.area("street", street_path, street))
             for c, community_raw in enumerate(_ls(street["communities"])):
                 community = _m(community_raw)
                 community_path = (*street_path, "communities", c)
                 community_code = self.code(community_path, community)
+                areas.append(self.area("community", community_path, community))
                 community_aliases[community_code] = tuple(cast(list[str], community.get("aliases", [])))
                 for g, grid_raw in enumerate(_ls(community["grids"])):
                     raw = _m(grid_raw)
@@ -243,15 +282,7 @@ class _Reader:
                             street_code=street_code,
                             district=cast(str, district["name"]),
                             district_code=district_code,
-                            workers=tuple(
-                                Worker(
-                                    cast(str, w["wecom_user_id"]),
-                                    cast(str, w["name"]),
-                                    cast(str, w["phone"]),
-                                    cast(str, w.get("role", "")),
-                                )
-                                for w in map(_m, _ls(raw["workers"]))
-                            ),
+                            workers=self.listed(path, "grid", "workers", raw),
                             aliases=tuple(cast(list[str], raw.get("aliases", []))),
                             robot_key=cast(str | None, raw.get("robot_key")),
                             polygon=polygon,
@@ -260,7 +291,22 @@ class _Reader:
         self.across(grids)
         if self.problems:
             raise DirectoryError(sorted(self.problems, key=lambda p: (p.line, p.column)))
-        return GridDirectory(grids, self.names, community_aliases)
+        return GridDirectory(grids, self.names, community_aliases, areas)
+
+    def area(self, level: str, path: tuple[PathItem, ...], raw: dict[str, Data]) -> Area:
+        """The district, a street or a community, with its staff."""
+        return Area(level, cast(str, raw["code"]), cast(str, raw["name"]), self.listed(path, level, "staff", raw))
+
+    def listed(self, path: tuple[PathItem, ...], level: str, field: str, raw: dict[str, Data]) -> tuple[Worker, ...]:
+        """A grid's workers or an area's staff, remembered for the checks across the file."""
+        people = tuple(
+            Worker(cast(str, p["wecom_user_id"]), cast(str, p["name"]), cast(str, p["phone"]),
+                   cast(str, p.get("role", "")))
+            for p in map(_m, _ls(raw.get(field, [])))
+        )
+        code = cast(str, raw["code"])
+        self.people.extend(((*path, field, i), level, code, person) for i, person in enumerate(people))
+        return people
 
     def polygon(self, path: tuple[PathItem, ...], raw: dict[str, Data]) -> tuple[tuple[float, float], ...]:
         label = f"grid {raw['code']} ({raw['name']})"
@@ -285,16 +331,21 @@ class _Reader:
         return tuple(points)
 
     def across(self, grids: list[Grid]) -> None:
-        """Checks between grids: one grid per worker, per alias, and no overlapping polygons."""
-        seen_workers: dict[str, str] = {}
+        """Checks between grids and areas: one place per WeCom id (a grid's worker or an area's
+        staff: the service must know whose ticket a message is about), one grid per alias, and
+        no overlapping polygons."""
+        seen_people: dict[str, tuple[str, str]] = {}  # WeCom id -> (level, code) where first listed
+        for path, level, code, person in sorted(self.people, key=lambda p: self.doc.where(p[0])):
+            first = seen_people.setdefault(person.wecom_user_id, (level, code))
+            if first == (level, code):
+                continue
+            where = (f"grids {first[1]} and {code}" if first[0] == level == "grid"
+                     else f"{first[0]} {first[1]} and {level} {code}")
+            who = "worker" if level == "grid" else "staff member"
+            self.error((*path, "wecom_user_id"), f"{who} {person.wecom_user_id} is listed in {where}; keep one")
         seen_aliases: dict[str, str] = {}
         for grid in grids:
             path = self.code_paths[grid.code]
-            for i, w in enumerate(grid.workers):
-                other = seen_workers.setdefault(w.wecom_user_id, grid.code)
-                if other != grid.code:
-                    self.error((*path, "workers", i, "wecom_user_id"),
-                               f"worker {w.wecom_user_id} is listed in grids {other} and {grid.code}; keep one")
             for i, alias in enumerate(grid.aliases):
                 other = seen_aliases.setdefault(_normal(alias), grid.code)
                 if other != grid.code:

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from bot.app import build_nlu, create_app
 from bot.config import Config, load_config
 from bot.metrics import Metrics
+from flows import GridDirectory
 from nlu.types import NluBackend
 
 TEST_REDIS_URL = os.environ.get("GRIDBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -87,3 +88,10 @@ async def say(client, sender: str, text: str, message_id: str | None = None) -> 
     replies = await resp.json()
     assert all(r["recipient_id"] == sender for r in replies)
     return [r["text"] for r in replies]
+
+
+def without_staff(directory_text: str) -> str:
+    """A grid directory's text with every `staff:` list taken out (as directories were before staff)."""
+    ids = {w.wecom_user_id for a in GridDirectory.from_text(directory_text).areas() for w in a.staff}
+    return "\n".join(line for line in directory_text.splitlines()
+                     if "staff:" not in line and not any(i in line for i in ids))

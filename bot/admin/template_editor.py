@@ -90,7 +90,7 @@ def check_template(env: jinja2.Environment, name: str, source: str, sample: Tick
             available = "、".join(sorted(provided)) or "无"
             return Checked(f"模板使用了发送时不会提供的变量：{'、'.join(unknown)}（可用：{available}）", 0, "")
     context: dict[str, object] = {v: f"〔{v}〕" for v in used}
-    context.update(t=sample, tickets=[sample], choices=["噪声扰民", "环境卫生", "其他"])
+    context.update(t=sample, tickets=[sample], choices=["噪声扰民", "环境卫生", "其他"], to_dispatcher=False)
     try:
         preview = env.from_string(source).render(**{k: v for k, v in context.items() if k in used}).strip()
     except jinja2.TemplateError as exc:

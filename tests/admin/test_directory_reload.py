@@ -38,6 +38,8 @@ NEW_GRID = "500199004001-01"
 NEW_STREET = """\
   - code: "500199004"
     name: 星河街道
+    staff:
+      - {wecom_user_id: YinRui96, name: 尹睿, phone: "13800960000", role: 街道社会治理分中心主任}
     communities:
       - code: "500199004001"
         name: 星河社区
@@ -157,6 +159,8 @@ async def test_another_process_follows_an_import(aiohttp_client, client, redis, 
     await _eventually(lambda: _route(other) == NEW_GRID)
     assert await _resident_report(other, "resident-b") == NEW_GRID
     assert services_of(other).directory.version == services_of(client).directory.version
+    # and whom it tells of the new street's escalated tickets
+    assert [w.name for w in services_of(other).directory.staff("street", NEW_GRID)] == ["尹睿"]
     # the other machine's own file is left alone
     assert NEW_GRID not in other_config.path(other_config.flows.directory).read_text(encoding="utf-8")
 

@@ -19,7 +19,7 @@ from bot.metrics import Metrics
 from nlu.types import NluBackend
 from tests.admin.helpers import PASSWORD, logged_in, login
 from tests.admin.tickets import services_of
-from tests.conftest import TEST_REDIS_URL
+from tests.conftest import TEST_REDIS_URL, without_staff
 
 
 @pytest.fixture
@@ -164,6 +164,36 @@ async def test_directory_page_and_import(client, redis, key_prefix, config):
     assert resp.status == 200 and "已导入 12 个网格" in await resp.text()
     assert target.read_text(encoding="utf-8") == renamed
     assert [p.name for p in target.parent.glob("directory.yaml.*.bak")]
+
+
+def _staff_table(html: str) -> str:
+    start = html.index('id="staff"')
+    return html[start:html.index("</table>", start)]
+
+
+async def test_the_directory_page_shows_each_levels_staff_and_imports_files_with_or_without_them(
+    client, redis, key_prefix, config
+):
+    await logged_in(client, redis, key_prefix, "viewer")
+    staff = _staff_table(await (await client.get("/admin/directory")).text())
+    assert "青枫街道" in staff and "韩波（街道社会治理分中心主任） 138****0000" in staff  # masked like workers'
+    assert "13800910000" not in staff and "示例区" in staff and "秦海" in staff and "唐明" in staff
+    songlin = staff[staff.index("松林社区"):]
+    assert songlin.index("未配置") < songlin.index("</tr>")  # a community without staff says so
+
+    csrf = await logged_in(client, redis, key_prefix, "admin")
+    assert "13800910000" in _staff_table(await (await client.get("/admin/directory")).text())
+    target = config.path(config.flows.directory)
+    sample = target.read_text(encoding="utf-8")
+    resp = await client.post("/admin/directory", data=_upload(csrf, without_staff(sample).encode()))
+    html = await resp.text()
+    assert resp.status == 200 and "已导入 12 个网格" in html, html
+    assert "韩波" not in _staff_table(html) and "张芳" in html  # the workers stay
+    assert services_of(client).directory.staff("street", "500199001001-01") == ()
+
+    resp = await client.post("/admin/directory", data=_upload(csrf, sample.encode()))
+    assert resp.status == 200 and "韩波" in _staff_table(await resp.text())
+    assert [w.name for w in services_of(client).directory.staff("street", "500199001001-01")] == ["韩波", "冯雪"]
 
 
 async def test_a_dispatcher_cannot_import_a_directory(client, redis, key_prefix, config):

@@ -87,7 +87,7 @@ def test_diagram_writes_an_svg(tmp_path: Path) -> None:
 
 def test_directory_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run("flows", "directory", str(SAMPLE_DIRECTORY)) == 0
-    assert "12 grids, 24 workers" in capsys.readouterr().out
+    assert "12 grids, 24 workers, 9 staff" in capsys.readouterr().out
     bad = tmp_path / "grids.yaml"
     bad.write_text("district: {code: D1}\nstreets: []\n", encoding="utf-8")
     assert run("flows", "directory", str(bad)) == 1

@@ -120,6 +120,78 @@ def test_a_worker_and_their_grid(directory: GridDirectory) -> None:
     assert directory.worker("nobody") is None
 
 
+def test_the_staff_for_a_grids_ticket_at_each_level(directory: GridDirectory) -> None:
+    def names(level: str, grid: str | None) -> list[str]:
+        return [w.name for w in directory.staff(level, grid)]
+
+    jinqiao = "500199001001-01"  # 金桥社区, 青枫街道
+    assert names("community", jinqiao) == ["唐明"]
+    assert names("street", jinqiao) == ["韩波", "冯雪"]
+    assert names("district", jinqiao) == names("district", None) == ["秦海", "杜丽"]
+    assert names("community", "500199001002-01") == []  # 松林社区 lists none
+    assert names("street", "500199003002-02") == ["彭宇", "蒋娜"]  # 临江街道
+    assert names("grid", jinqiao) == [] and names("street", None) == [] and names("street", "nope") == []
+    [district, street, *_] = directory.areas()
+    assert (district.level, district.name, street.level, street.name) == ("district", "示例区", "street", "青枫街道")
+    assert street.staff[1].role == "街道综合行政执法大队队长" and street.staff[1].phone == "13800910001"
+    assert directory.worker("HanBo91") is None  # staff are not grid workers: no grid's commands
+
+
+def test_staff_are_optional_and_read_at_every_level() -> None:
+    assert all(a.staff == () for a in GridDirectory.from_text(SMALL, "small.yaml").areas())
+    staffed = SMALL.replace('district: {code: "D1", name: 示例区}', """\
+district:
+  code: "D1"
+  name: 示例区
+  staff: [{wecom_user_id: QuYan, name: 曲艳, phone: "13800000009", role: 主任}]""")
+    staffed = staffed.replace("    name: 青枫街道\n", """\
+    name: 青枫街道
+    staff: [{wecom_user_id: LuFei, name: 陆飞, phone: "13800000008"}]
+""").replace("        name: 金桥社区\n", """\
+        name: 金桥社区
+        staff: [{wecom_user_id: HeJing, name: 何静, phone: "13800000007"}]
+""")
+    directory = GridDirectory.from_text(staffed, "staffed.yaml")
+    assert [(a.level, [w.wecom_user_id for w in a.staff]) for a in directory.areas()] == [
+        ("district", ["QuYan"]), ("street", ["LuFei"]), ("community", ["HeJing"])
+    ]
+    assert [w.name for w in directory.staff("community", "G1")] == ["何静"]
+    assert directory.staff("district", "G1")[0].role == "主任" and directory.staff("street", "G1")[0].role == ""
+
+
+def test_a_wecom_id_listed_twice_among_workers_and_staff_is_refused() -> None:
+    doubled = SMALL.replace("    name: 青枫街道\n", """\
+    name: 青枫街道
+    staff:
+      - {wecom_user_id: LuFei, name: 陆飞, phone: "13800000008"}
+      - {wecom_user_id: ZhangWei, name: 张伟, phone: "13800000001"}
+""").replace("        name: 金桥社区\n", """\
+        name: 金桥社区
+        staff: [{wecom_user_id: LuFei, name: 陆飞, phone: "13800000008"}]
+""")
+    with pytest.raises(DirectoryError) as refused:
+        GridDirectory.from_text(doubled, "grids.yaml")
+    assert sorted(str(p) for p in refused.value.problems) == [
+        "grids.yaml:11:33: error: staff member LuFei is listed in street S1 and community C1; keep one",
+        "grids.yaml:17:33: error: worker ZhangWei is listed in street S1 and grid G1; keep one",
+    ]
+
+
+def test_a_bad_staff_entry_is_located() -> None:
+    broken = SMALL.replace("    name: 青枫街道\n", """\
+    name: 青枫街道
+    staff:
+      - {wecom_user_id: LuFei, name: 陆飞, phone: "电话待定"}
+      - {wecom_user_id: HeJing, name: 何静, phone: "13800000007", title: 主任}
+""")
+    with pytest.raises(DirectoryError) as refused:
+        GridDirectory.from_text(broken, "grids.yaml")
+    messages = [str(p) for p in refused.value.problems]
+    assert len(messages) == 2
+    assert messages[0].startswith("grids.yaml:6:") and "staff[0].phone: '电话待定' does not match" in messages[0]
+    assert messages[1].startswith("grids.yaml:7:") and "('title' was unexpected)" in messages[1]
+
+
 def test_unit_and_area_names(directory: GridDirectory) -> None:
     assert directory.unit_name("500199002") == "云岭街道"
     assert directory.unit_name("500199001001-02") == "金桥社区第二网格"

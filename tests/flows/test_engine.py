@@ -137,9 +137,9 @@ def test_yellow_card_at_the_deadline_and_red_at_twice_then_escalation(flow: Flow
         "red_card", "red_card", "red_card", "red_card", "restart_deadline", "push_task_above_grid",
         "push_task_above_grid", "push_task_above_grid", "tell_escalated",
     ]
-    # the street's task goes to the dispatchers; the grid's group hears it left the grid
+    # the street's task goes to its assignee (the street's staff); the grid's group hears it left the grid
     assert [a.param("to") for a in escalated.actions if a.rule == "push_task_above_grid" and a.kind == "notify"] == [
-        "dispatcher", "grid_group"
+        "assignee", "grid_group"
     ]
 
 
@@ -176,7 +176,7 @@ def test_a_bad_rating_reopens_one_level_up(flow: Flow) -> None:
     assert r.deadline == at("2026-11-25 17:30")  # 09:00 + 7 working hours
     assert kinds(reopened)[0] == ("reopen", "bad_rating")
     told = {(a.param("template"), a.param("to")) for a in reopened.actions if a.kind == "notify"}
-    assert ("notify/reopened", "resident") in told and ("notify/task_assigned", "dispatcher") in told
+    assert ("notify/reopened", "resident") in told and ("notify/task_assigned", "assignee") in told
 
 
 def test_no_rating_within_three_days_closes_as_satisfied(flow: Flow) -> None:
