@@ -132,6 +132,11 @@ class Delivery:
     rule: str = ""
     attempt: int = 0
     text: str = ""  # a late reply's own text (template "reply"); a notification is rendered
+    # who held the ticket when the notification was written (bot.tickets.Notification); "" = now
+    level: str = ""
+    unit: str = ""
+    assignee: str = ""
+    grid: str = ""
 
     @property
     def is_reply(self) -> bool:
@@ -478,7 +483,8 @@ class Outbox:
         return Delivery(
             id=f"{entry_id}/{audience}", entry=entry_id, ticket=fields.get("ticket", ""),
             template=fields.get("template", ""), audience=audience, channel="", recipient="",
-            rule=fields.get("rule", ""),
+            rule=fields.get("rule", ""), level=fields.get("level", ""), unit=fields.get("unit", ""),
+            assignee=fields.get("assignee", ""), grid=fields.get("grid", ""),
         )
 
     async def _run(self, d: Delivery) -> int:
@@ -506,7 +512,7 @@ class Outbox:
         if ticket is None:
             log_event(log, "outbox_ticket_missing", logging.WARNING, ticket=n.ticket, entry=n.entry)
             return []
-        targets = self._audiences.resolve(ticket, n.audience, n.rule, n.template)
+        targets = self._audiences.resolve(_as_written(ticket, n), n.audience, n.rule, n.template)
         if not targets:
             await self._record(n.ticket, DeliveryStatus(
                 id=n.id, template=n.template, audience=n.audience, channel="", recipient="",
@@ -658,6 +664,14 @@ class Outbox:
         if raw:
             current = DeliveryStatus(**json.loads(raw))
             await self._record(number, replace(current, status=status, at=self._clock().isoformat()))
+
+
+def _as_written(ticket: Ticket, n: Delivery) -> Ticket:
+    """`ticket` held as it was when `n` was written: its recipients are those of that moment."""
+    if not n.level:  # written before notifications recorded it: as it is now
+        return ticket
+    flow = replace(ticket.flow, level=n.level, unit=n.unit, assignee=n.assignee or None, grid_code=n.grid or None)
+    return replace(ticket, flow=flow, grid_code=n.grid or None)
 
 
 def _malformed(raw: str) -> Delivery:

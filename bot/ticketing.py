@@ -217,12 +217,17 @@ class TicketService:
                 cancel = True
                 continue
             if action.kind == "notify":
+                state = ticket.flow
                 notes.append(
                     Notification(
                         ticket=ticket.number,
                         template=params["template"],
                         audience=params.get("to", "resident"),
                         rule=action.rule,
+                        level=state.level,
+                        unit=state.unit,
+                        assignee=state.assignee or "",
+                        grid=ticket.grid_code or "",
                     )
                 )
             entries.append(

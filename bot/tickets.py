@@ -66,12 +66,18 @@ class TimelineEntry:
 
 @dataclass(frozen=True, slots=True)
 class Notification:
-    """A message to deliver later (by the outbox worker), written with the ticket change."""
+    """A message to deliver later (by the outbox worker), written with the ticket change. `level`,
+    `unit`, `assignee` and `grid`: who held the ticket when it was written ("" = not recorded), so
+    a street's yellow card reaches the street even if the ticket has moved on by delivery time."""
 
     ticket: str
     template: str
     audience: str  # "resident" | "assignee" | "dispatcher" | "duty_dispatcher" | ...
     rule: str = ""
+    level: str = ""
+    unit: str = ""
+    assignee: str = ""
+    grid: str = ""
 
     def to_fields(self) -> dict[str, str]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v}

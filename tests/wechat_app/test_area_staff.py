@@ -134,3 +134,26 @@ async def test_a_copy_to_a_street_unit_reaches_that_streets_staff(service: Servi
     assert "13912345678" not in copy
     cards = [m.to for m in service.fake.sent_to("wecom_app") if m.msgtype == "textcard"]
     assert cards == [("ZhangFang00",)]  # the task itself is the grid's
+
+
+async def test_the_streets_own_cards_reach_the_street_even_when_the_ticket_moved_up_before_delivery(
+    service: Service,
+):
+    number = await service.report("o-late-round")
+    await service.outbox.run_once()
+    await service.worker("ZhangFang00", f"上报 {number} 需要街道协调", 7410)
+    await service.outbox.run_once()
+
+    # the yellow card (street's deadline) and the red card (to the district) fire in one timer
+    # round, before the outbox delivers either
+    service.clock.advance(days=2)
+    before = len(service.fake.sent_to("wecom_app"))
+    services = service.client.app[SERVICES]
+    await TimerRunner(services.redis, services.keys, services.tickets, service.clock).run_once()
+    await service.outbox.run_once()
+    assert (await services.tickets.store.get(number)).flow.level == "district"
+    told = _texts(service, before)
+    street = [t for staff in STREET_STAFF for t in told.get(staff, [])]
+    assert any("黄牌" in t and number in t for t in street), told  # written while the street held it
+    for staff in DISTRICT_STAFF:
+        assert any(t.startswith("【新工单】") and number in t for t in told[staff])
