@@ -48,6 +48,7 @@ class TicketView:
     open: bool
     last_progress: str
     return_reason: str = ""  # the worker's, of the latest 退回
+    escalate_reason: str = ""  # the worker's, of the latest 上报
     at_grid: bool = True  # False once it is the community's, street's or district's
     grid_name: str = ""  # the grid it was reported in, "" without one
 
@@ -258,7 +259,10 @@ class TicketService:
             (e.text for e in reversed(ticket.timeline) if e.kind in {"progress", "resolve", "accept"} and e.text),
             flow.status_name(state.status),
         )
-        returned = next((e.text for e in reversed(ticket.timeline) if e.kind == "return" and e.text), "")
+        def latest(kind: str) -> str:
+            """The text of the latest `kind` event (someone's words; a rule's action has its rule)."""
+            return next((e.text for e in reversed(ticket.timeline) if e.kind == kind and e.text and not e.rule), "")
+
         # the place (e.g. 青枫街道) when the ticket has a grid, else the flow's unit (e.g. 区联动中心)
         area = self._directory.area_name(state.grid_code, state.level) if state.grid_code and self._directory else None
         grid = self._directory.area_name(state.grid_code, GRID_LEVEL) if state.grid_code and self._directory else None
@@ -277,7 +281,8 @@ class TicketService:
             location=ticket.location_text,
             open=not flow.is_final(state.status),
             last_progress=progress,
-            return_reason=returned,
+            return_reason=latest("return"),
+            escalate_reason=latest("escalate"),
             at_grid=state.level == GRID_LEVEL,
             grid_name=grid or "",
         )

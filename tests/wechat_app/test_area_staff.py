@@ -51,7 +51,8 @@ async def test_a_workers_escalation_reaches_the_street_staff_with_what_they_need
     assert set(told) == STREET_STAFF  # neither the dispatchers nor the other streets
     [text] = told[("HanBo91",)]
     for shown in (number, "环境卫生", "红色", "承办：街道（青枫街道），已上报", "金桥小区（金桥社区第一网格）",
-                  "门口垃圾好几天没人清理了", "时限：11月25日（周三）10:00", "请及时受理办理"):
+                  "门口垃圾好几天没人清理了", "上报原因：需要街道协调", "时限：11月25日（周三）10:00",
+                  "请及时受理办理"):
         assert shown in text, (shown, text)
     assert "13912345678" not in text and "139****5678" in text
     assert "转交" not in text  # they are the ones to do it
