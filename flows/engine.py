@@ -608,7 +608,8 @@ def _apply_move(run: _Run, event: Event) -> None:
     kind = event.kind
     if kind == "dispatch":
         grid = event.get("grid") or state.grid_code
-        run.update(grid_code=grid)
+        # another grid: its own workers take it from the start, not the old grid's assignee
+        run.update(grid_code=grid, **({"assignee": None} if grid != state.grid_code else {}))
         level, unit = event.get("level"), event.get("unit")
         if level is None and unit is None:
             rule = flow.category_rule(state.category)

@@ -258,6 +258,17 @@ def test_dispatcher_routes_a_queued_report_to_a_grid(flow: Flow) -> None:
     )
 
 
+def test_a_dispatch_to_another_grid_drops_the_old_grids_assignee_but_a_named_worker_holds(flow: Flow) -> None:
+    s = act(flow, opened(flow).state, "assign", "dispatcher", "2026-11-24 10:10", worker="ZhangFang00").state
+    assert s.assignee == "ZhangFang00"
+    moved = act(flow, s, "dispatch", "dispatcher", "2026-11-24 10:20", grid="500199001001-02").state
+    assert (moved.grid_code, moved.assignee) == ("500199001001-02", None)
+    same = act(flow, s, "dispatch", "dispatcher", "2026-11-24 10:20", grid=GRID).state
+    assert same.assignee == "ZhangFang00"  # the same grid: it stays with whoever holds it
+    named = act(flow, s, "dispatch", "dispatcher", "2026-11-24 10:20", grid="500199001001-02", worker="LiuYang01")
+    assert named.state.assignee == "LiuYang01"
+
+
 def test_progress_restarts_the_progress_rhythm(flow: Flow) -> None:
     s = step(flow, opened(flow).state, Event("accept", "worker", at("2026-11-24 11:00")), at("2026-11-24 11:00")).state
     _, due = timer_of(s, flow, "progress_rhythm")

@@ -56,3 +56,20 @@ async def test_after_a_restart_a_bare_command_finds_a_ticket_stored_before_the_g
     answer = await restarted.worker("ZhangFang00", "接单", 7101)
     assert "已接单" in answer and number in answer
     assert await restarted.client.app[SERVICES].tickets.store.numbers_in_grid(GRID_ONE, ["accepted"]) == {number}
+
+
+async def test_a_ticket_dispatched_to_another_grid_leaves_the_old_grids_assignee_behind(service: Service):
+    services = service.client.app[SERVICES]
+    number = await service.report("o-reroute-held")
+    await service.outbox.run_once()
+    await services.tickets.act(number, Event(kind="assign", actor="dispatcher", at=service.clock(),
+                                             data=(("worker", "ZhangFang00"),), by="li.ming"))
+    await service.outbox.run_once()
+    before = len(service.fake.sent_to("wecom_app"))
+    moved = await services.tickets.act(number, Event(kind="dispatch", actor="dispatcher", at=service.clock(),
+                                                     data=(("grid", GRID_TWO),), by="li.ming"))
+    assert (moved.grid_code, moved.flow.assignee) == (GRID_TWO, None)
+    await service.outbox.run_once()
+    cards = [m for m in service.fake.sent_to("wecom_app")[before:] if m.msgtype == "textcard" and number in m.url]
+    assert {user for m in cards for user in m.to} == {"LiuYang01", "XuJun01"}  # not the old grid's ZhangFang00
+    assert "已接单" in await service.worker("LiuYang01", "接单", 7101)
