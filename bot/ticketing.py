@@ -218,17 +218,17 @@ class TicketService:
                 cancel = True
                 continue
             if action.kind == "notify":
-                state = ticket.flow
                 notes.append(
                     Notification(
                         ticket=ticket.number,
                         template=params["template"],
                         audience=params.get("to", "resident"),
                         rule=action.rule,
-                        level=state.level,
-                        unit=state.unit,
-                        assignee=state.assignee or "",
-                        grid=ticket.grid_code or "",
+                        # who held the ticket when the rule said so (a later action may move it on)
+                        level=params.get("level", ""),
+                        unit=params.get("unit", ""),
+                        assignee=params.get("worker", ""),
+                        grid=params.get("grid", ""),
                     )
                 )
             entries.append(

@@ -158,3 +158,19 @@ async def test_the_streets_own_cards_reach_the_street_even_when_the_ticket_moved
     assert any("黄牌" in t and number in t for t in street), told  # written while the street held it
     for staff in DISTRICT_STAFF:
         assert any(t.startswith("【新工单】") and number in t for t in told[staff])
+
+
+async def test_a_red_card_reaches_the_street_that_let_it_lapse_and_the_district_gets_the_ticket(service: Service):
+    number = await service.report("o-red-street")
+    await service.outbox.run_once()
+    await service.worker("ZhangFang00", f"上报 {number} 需要街道协调", 7510)
+    await service.outbox.run_once()
+    service.clock.advance(days=1)
+    await _run_timers(service)  # the street's yellow card
+    service.clock.advance(days=1)
+    before = len(service.fake.sent_to("wecom_app"))
+    await _run_timers(service)  # twice the deadline: red card, then up to the district
+    told = _texts(service, before)
+    assert any("红牌" in t and number in t for staff in STREET_STAFF for t in told.get(staff, []))
+    for staff in DISTRICT_STAFF:
+        assert any(t.startswith("【新工单】") and number in t for t in told[staff])
