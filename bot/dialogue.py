@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
+from bot.logs import mask_phone
 from bot.replies import Replies
 from bot.ticketing import ReportDraft, TicketService
 from bot.tickets import Ticket, TicketNotFound
@@ -311,15 +312,18 @@ class Dialogue:
             return await self._open(conv.draft, msg, now)
         if nlu.intent == "deny":
             return self._say(msg, IDLE, "cancelled")
-        adds = nlu.intent == "report_issue" or nlu.entity("address") or nlu.entity("phone")
-        if len(text) < SUPPLEMENT_MIN_CHARS or not adds:  # "嗯嗯", "好的谢谢": nothing to file, ask again
+        place, phone = nlu.entity("address"), nlu.entity("phone") or _find_phone(msg.text)
+        detail = nlu.intent == "report_issue"
+        if len(text) < SUPPLEMENT_MIN_CHARS or not (detail or place or phone):  # "嗯嗯", "好的谢谢": ask again
             return Turn(conv, (self._confirm_text(msg, conv.draft),))
-        # a detail, a corrected place or phone joins the report, which is shown again
+        # a detail joins the description; a corrected place or phone replaces the old one (the
+        # phone in full only in its field: the description is shown to the grid's workers)
         draft = dataclasses.replace(
             conv.draft,
-            description=f"{conv.draft.description}；{msg.text.strip()}",
-            location_text=nlu.entity("address") or conv.draft.location_text,
-            phone=nlu.entity("phone") or _find_phone(msg.text) or conv.draft.phone,
+            description=f"{conv.draft.description}；{mask_phone(msg.text.strip())}" if detail
+            else conv.draft.description,
+            location_text=place or conv.draft.location_text,
+            phone=phone or conv.draft.phone,
         )
         return Turn(Conversation("await_confirm", draft), (self._confirm_text(msg, draft, updated=True),))
 

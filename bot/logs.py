@@ -11,9 +11,10 @@ from typing import Any
 
 # Chinese mobile numbers (optionally +86), not glued to other digits.
 _MOBILE = re.compile(r"(?<!\d)(?:\+?86[- ]?)?(1[3-9]\d)[- ]?(\d{4})[- ]?(\d{4})(?!\d)")
-# Landlines: area code (0 + 2 or 3 digits) and a 7- or 8-digit number, e.g. 023-68881234. Not after
-# a letter, a digit or a point, so ticket numbers (WG2026…) and decimals (0.0123…) stay as they are.
-_LANDLINE = re.compile(r"(?<![\dA-Za-z.])(0\d{2,3})([- ]?)(\d{3,4})(\d{4})(?!\d)")
+# Landlines: area code (0 + 2 or 3 digits, maybe in brackets) and a 7- or 8-digit number, e.g.
+# 023-68881234, (023)68881234, 023 6888 1234. Not after a letter, a digit or a point, so ticket
+# numbers (WG2026…) and decimals (0.0123…) stay as they are.
+_LANDLINE = re.compile(r"(?<![\dA-Za-z.])(\(?0\d{2,3}\)?)([- ]?)(\d{3,4})[- ]?(\d{4})(?!\d)")
 
 
 def mask_phone(text: str) -> str:

@@ -126,6 +126,7 @@ def test_phone_numbers_are_masked_in_log_lines():
 
 def test_landlines_are_masked_but_ticket_numbers_and_decimals_are_not():
     assert mask_phone("物业 023-68881234，家里 02368881234") == "物业 023-****1234，家里 0236****1234"
+    assert mask_phone("(023)68881234 / 023-6888-1234 / 023 6888 1234") == "(023)****1234 / 023-****1234 / 023 ****1234"
     assert mask_phone("工单 WG202611220001 位置 29.0123456789") == "工单 WG202611220001 位置 29.0123456789"
 
 

@@ -70,6 +70,19 @@ async def test_a_detail_added_at_the_summary_joins_the_report(service: Service) 
     assert "建筑垃圾" in ticket.description and "谢谢" not in ticket.description
 
 
+async def test_a_phone_given_at_the_summary_goes_into_its_field_not_into_the_description(service: Service) -> None:
+    await service.resident("o-newphone", GARBAGE, 7251)
+    await service.resident("o-newphone", "跳过", 7252)
+    again = await service.resident("o-newphone", "电话换成13912345678", 7253)
+    assert "139****5678" in again and "13912345678" not in again
+    again = await service.resident("o-newphone", "补充一下，还有很多建筑垃圾，有事打13912340000", 7254)
+    number = NUMBER.search(await service.resident("o-newphone", "确认", 7255)).group(0)
+    ticket = await service.client.app[SERVICES].tickets.store.get(number)
+    assert ticket.phone == "13912340000"
+    assert "建筑垃圾" in ticket.description and "13912340000" not in ticket.description
+    assert "13912345678" not in ticket.description
+
+
 async def resolved_ticket(service: Service, openid: str, first_id: int) -> str:
     number = await service.report(openid, first_id)
     await service.outbox.run_once()
