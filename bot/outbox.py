@@ -52,7 +52,7 @@ from bot.leases import LeasedQueue
 from bot.logs import log_event, mask_phone
 from bot.replies import Replies
 from bot.ticketing import GRID_LEVEL, TicketService, TicketView
-from bot.tickets import Ticket
+from bot.tickets import OUTBOX_MAXLEN, Ticket
 from flows import Grid, GridDirectory
 from integrations.sms.phone import normalize_mobile
 
@@ -175,8 +175,8 @@ class DeadLetter:
 
 # KEYS: the outbox stream, the recipient's reply order; ARGV: channel, recipient, text, order TTL.
 # The entry and its place in line together (the stream is trimmed like bot/tickets.py does).
-_ADD_REPLY = """
-local id = redis.call("XADD", KEYS[1], "MAXLEN", "~", 1000000, "*",
+_ADD_REPLY = f"""
+local id = redis.call("XADD", KEYS[1], "MAXLEN", "~", {OUTBOX_MAXLEN}, "*",
   "template", "reply", "channel", ARGV[1], "recipient", ARGV[2], "text", ARGV[3])
 redis.call("RPUSH", KEYS[2], id)
 redis.call("EXPIRE", KEYS[2], tonumber(ARGV[4]))
