@@ -65,7 +65,10 @@ BATCH = 100
 REPLY = "reply"  # the template field of a late reply's entry: it carries its own text
 REPLY_STATUS = "回复"  # a late reply's status line in a template message
 REPLY_ORDER_WAIT_SECONDS = 1.0  # a reply behind an earlier one to the same recipient looks again
-REPLY_ORDER_TTL_SECONDS = 86400  # longer than a reply can wait in the retries
+# then it goes anyway: with the default retries an earlier reply has been sent or dead-lettered
+# long before, so only one that will never settle holds it this long
+REPLY_ORDER_MAX_WAIT_SECONDS = 300.0
+REPLY_ORDER_TTL_SECONDS = 86400  # from a recipient's first reply in line: a line never outlives it
 RETRY_LEASE_SECONDS = 300  # longer than one delivery with its API retries and a template fallback
 SENDING = "sending"  # the idempotency key's value from the SET NX until the send's outcome
 
@@ -132,6 +135,7 @@ class Delivery:
     rule: str = ""
     attempt: int = 0
     text: str = ""  # a late reply's own text (template "reply"); a notification is rendered
+    waiting_since: str = ""  # a late reply waiting behind an earlier one: since when (ISO)
     # who held the ticket when the notification was written (bot.tickets.Notification); "" = now
     level: str = ""
     unit: str = ""
@@ -174,12 +178,14 @@ class DeadLetter:
 
 
 # KEYS: the outbox stream, the recipient's reply order; ARGV: channel, recipient, text, order TTL.
-# The entry and its place in line together (the stream is trimmed like bot/tickets.py does).
+# The entry and its place in line together (the stream is trimmed like bot/tickets.py does). The
+# line's expiry is set when it starts (NX, Redis 7), not by each reply: one that never settles
+# does not stay in line for as long as the resident keeps writing.
 _ADD_REPLY = f"""
 local id = redis.call("XADD", KEYS[1], "MAXLEN", "~", {OUTBOX_MAXLEN}, "*",
   "template", "reply", "channel", ARGV[1], "recipient", ARGV[2], "text", ARGV[3])
 redis.call("RPUSH", KEYS[2], id)
-redis.call("EXPIRE", KEYS[2], tonumber(ARGV[4]))
+redis.call("EXPIRE", KEYS[2], tonumber(ARGV[4]), "NX")
 return id
 """
 
@@ -400,9 +406,14 @@ class Outbox:
         done = 0
         if await self._ensure_group():
             # entries another consumer claimed and never acknowledged (it died): take them over
-            _, stale, _ = await self._redis.xautoclaim(
+            _, stale, lost = await self._redis.xautoclaim(
                 self._keys.outbox(), GROUP, self._consumer, min_idle_time=self._claim_idle_ms, count=BATCH
             )
+            if lost:
+                # trimmed from the stream before anyone delivered them; Redis has taken them off the
+                # pending list. Nothing is left to send (a late reply among them holds its
+                # recipient's later ones only until REPLY_ORDER_MAX_WAIT_SECONDS).
+                log_event(log, "outbox_entries_lost", logging.ERROR, entries=lost, count=len(lost))
             done += await self._entries(stale)
             while True:
                 read = await self._redis.xreadgroup(GROUP, self._consumer, {self._keys.outbox(): ">"}, count=BATCH)
@@ -537,8 +548,7 @@ class Outbox:
         if earlier is not None:  # before taking a rate slot: a skipped delivery sends nothing
             await self._seen_before(d, earlier)
             return
-        if d.is_reply and await self._waits_behind(d):
-            await self._later(d, REPLY_ORDER_WAIT_SECONDS)
+        if d.is_reply and await self._waits_in_line(d):
             return
         # rendered before the idempotency key is taken: a broken template is a dead letter, not a
         # key that makes the next try look delivered
@@ -587,11 +597,30 @@ class Outbox:
         log_event(log, "outbox_already_delivered", ticket=d.ticket, delivery=d.id)
         await self._settled(d)
 
-    async def _waits_behind(self, d: Delivery) -> bool:
-        """An earlier reply to the same recipient is not settled yet. (Not in line at all, as after
-        an admin's retry: it goes.)"""
-        position = await self._redis.lpos(self._keys.outbox_reply_order(d.channel, d.recipient), d.entry)
-        return bool(position)
+    async def _waits_in_line(self, d: Delivery) -> bool:
+        """True when an earlier reply to the same recipient is not settled yet: `d` is queued to
+        look again (no attempt counted). Once it has waited REPLY_ORDER_MAX_WAIT_SECONDS the
+        earlier ones are taken out of line (one may never settle: an entry the stream lost, or one
+        a process of an older version took) and `d` goes. (Not in line at all, as after an
+        admin's retry: it goes.)"""
+        order = self._keys.outbox_reply_order(d.channel, d.recipient)
+        position = await self._redis.lpos(order, d.entry)
+        if not position:
+            return False
+        now = self._clock()
+        since = datetime.fromisoformat(d.waiting_since) if d.waiting_since else now
+        waited = (now - since).total_seconds()
+        if waited < REPLY_ORDER_MAX_WAIT_SECONDS:
+            await self._later(replace(d, waiting_since=since.isoformat()), REPLY_ORDER_WAIT_SECONDS)
+            return True
+        ahead = await self._redis.lrange(order, 0, position - 1)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for entry in ahead:
+                pipe.lrem(order, 1, entry)
+            await pipe.execute()
+        log_event(log, "outbox_reply_order_released", logging.WARNING, channel=d.channel, delivery=d.id,
+                  unsettled=ahead, waited=round(waited))
+        return False
 
     async def _settled(self, d: Delivery) -> None:
         """Nothing more will happen to `d` unless an admin retries it: the next reply may go."""
