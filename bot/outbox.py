@@ -623,9 +623,15 @@ class Outbox:
         return False
 
     async def _settled(self, d: Delivery) -> None:
-        """Nothing more will happen to `d` unless an admin retries it: the next reply may go."""
+        """Nothing more will happen to `d` unless an admin retries it: the next reply may go, and
+        a reply's text (an address, what was reported) leaves the stream, acknowledged first; a
+        dead one keeps it in the dead letters only, for the admin."""
         if d.is_reply:
-            await self._redis.lrem(self._keys.outbox_reply_order(d.channel, d.recipient), 1, d.entry)
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.xack(self._keys.outbox(), GROUP, d.entry)
+                pipe.xdel(self._keys.outbox(), d.entry)
+                pipe.lrem(self._keys.outbox_reply_order(d.channel, d.recipient), 1, d.entry)
+                await pipe.execute()
 
     async def _message(self, d: Delivery) -> Outgoing | None:
         """The text for the channel; None when the ticket is gone. Undeliverable when the template

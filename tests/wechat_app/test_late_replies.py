@@ -122,3 +122,31 @@ async def test_a_resident_who_keeps_writing_does_not_keep_their_reply_order_aliv
     await sender.send(Reply("o-chatty", "第二段"))
     assert await services.redis.pttl(order) <= first - 150  # the line's expiry was set once
 
+
+async def test_a_late_reply_leaves_no_text_in_the_outbox_stream_once_settled(service: Service):
+    services = service.client.app[SERVICES]
+    stream = services.keys.outbox()
+    await service.resident("o-privacy", "你好", 6301)
+    await service.resident("o-dies", "你好", 6302)
+    await late(service)
+    await service.outbox.run_once()
+    sender = service.wiring.mp._runner._sender
+    service.fake.fail_next(4, status=503, path=CUSTOM)  # its first try fails: it goes from the retries
+    await sender.send(Reply("o-privacy", "您反映的幸福路8号3单元楼道堆物，已转网格员"))
+    await service.outbox.run_once()
+    service.clock.advance(seconds=service.outbox.backoff(1))
+    await service.outbox.run_once()
+    assert told(service, "o-privacy")[1:] == ["您反映的幸福路8号3单元楼道堆物，已转网格员"]
+
+    attempts = services.config.outbox.max_attempts
+    service.fake.fail_next(4 * attempts, status=503, path=CUSTOM)  # every try of this one fails
+    await sender.send(Reply("o-dies", "您反映的金桥小区5栋漏水，已转网格员"))
+    await service.outbox.run_once()
+    for _ in range(attempts - 1):
+        service.clock.advance(seconds=services.config.outbox.backoff_max_seconds)
+        await service.outbox.run_once()
+    [dead] = await dead_letters(services.redis, services.keys)
+    # the one that gave up is kept where an admin finds it, and only there
+    assert dead.delivery.recipient == "o-dies" and "金桥小区5栋" in dead.delivery.text
+    texts = [fields.get("text", "") for _, fields in await services.redis.xrange(stream)]
+    assert not [t for t in texts if "幸福路8号" in t or "金桥小区5栋" in t]
