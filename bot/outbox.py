@@ -40,7 +40,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -125,6 +125,15 @@ class Flushing(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
+    """What the worker handles, by `kind`; the three share one JSON form in the retry set and the
+    dead letters:
+
+    - "notification": a ticket's stream entry not yet resolved into recipients (`channel` ""),
+      dead-lettered as such when that fails, and resolved again when an admin retries it;
+    - "delivery": a notification for one channel and recipient, rendered when it is sent;
+    - "reply": a late reply (`template` "reply") with its own `text`, no ticket.
+    """
+
     id: str
     entry: str  # the outbox stream entry it came from
     ticket: str
@@ -143,8 +152,10 @@ class Delivery:
     grid: str = ""
 
     @property
-    def is_reply(self) -> bool:
-        return self.template == REPLY
+    def kind(self) -> Literal["notification", "delivery", "reply"]:
+        if self.template == REPLY:
+            return "reply"
+        return "delivery" if self.channel else "notification"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
@@ -381,7 +392,11 @@ class Outbox:
     async def send_reply(self, channel: str, recipient: str, text: str) -> None:
         """An answer that missed the passive reply, rendered: durable and retried like a
         notification, and sent after every earlier reply to the same recipient (a long answer's
-        pieces, given in order, arrive in order). This process's loop runs at once."""
+        pieces, given in order, arrive in order; after REPLY_ORDER_MAX_WAIT_SECONDS behind one
+        that has not settled, it goes anyway). It leaves in the next round of an outbox loop:
+        this process's at once if it runs one; a web process with `outbox.interval_seconds: 0`
+        leaves it to the `gridbot worker`, whose next round comes within its interval (1 s
+        unless configured)."""
         await self._add_reply(
             keys=[self._keys.outbox(), self._keys.outbox_reply_order(channel, recipient)],
             args=[channel, recipient, text, REPLY_ORDER_TTL_SECONDS],
@@ -503,7 +518,7 @@ class Outbox:
         it is dead-lettered with the error and every other one goes on. (If the dead letter cannot
         be written either, Redis is down: the round stops and the entry stays to be taken again.)"""
         try:
-            targets = [d] if d.channel or d.is_reply else await self._expand(d)
+            targets = await self._expand(d) if d.kind == "notification" else [d]
         except Exception as exc:
             await self._fail(d, exc)
             return 0
@@ -548,7 +563,7 @@ class Outbox:
         if earlier is not None:  # before taking a rate slot: a skipped delivery sends nothing
             await self._seen_before(d, earlier)
             return
-        if d.is_reply and await self._waits_in_line(d):
+        if d.kind == "reply" and await self._waits_in_line(d):
             return
         # rendered before the idempotency key is taken: a broken template is a dead letter, not a
         # key that makes the next try look delivered
@@ -626,7 +641,7 @@ class Outbox:
         """Nothing more will happen to `d` unless an admin retries it: the next reply may go, and
         a reply's text (an address, what was reported) leaves the stream, acknowledged first; a
         dead one keeps it in the dead letters only, for the admin."""
-        if d.is_reply:
+        if d.kind == "reply":
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.xack(self._keys.outbox(), GROUP, d.entry)
                 pipe.xdel(self._keys.outbox(), d.entry)
@@ -636,7 +651,7 @@ class Outbox:
     async def _message(self, d: Delivery) -> Outgoing | None:
         """The text for the channel; None when the ticket is gone. Undeliverable when the template
         is missing or broken (admins edit them: `templates.override_dir`)."""
-        if d.is_reply:
+        if d.kind == "reply":
             return Outgoing(ticket="", template=REPLY, audience=d.audience, delivery_id=d.id, text=d.text,
                             status_name=REPLY_STATUS)
         ticket = await self._tickets.store.get(d.ticket)
