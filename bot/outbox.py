@@ -21,7 +21,12 @@ group robot, an SMS number…) and hands each to the `Deliverer` registered for 
   back: they are listed with the dead letters, marked uncertain, for an admin to retry by id;
 - per-channel rate limits (a sliding minute in Redis, taken only by what is really sent); group
   robots (20 a minute) queue and merge instead: nothing is dropped;
-- late replies to one recipient go in the order they were written (a long answer's pieces);
+- late replies to one recipient go in the order they were written (a long answer's pieces), but
+  one waits behind an unsettled earlier one for `REPLY_ORDER_MAX_WAIT_SECONDS` at most: an
+  earlier one that never settles (lost from the stream, taken by a process of an older version)
+  then leaves the line, logged. A settled reply's entry is deleted from the stream (its text is
+  what a resident reported); a dead one's text stays in its dead letter for the admin;
+- entries trimmed from the stream while still pending (never delivered) are logged as lost;
 - every delivery's status is kept per ticket (`keys.ticket_deliveries(number)`) for the ticket page.
 
 Channels register themselves: `app[OUTBOX].register("sms", SmsDeliverer(...))`.
