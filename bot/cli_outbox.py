@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from bot.config import load_config
 from bot.keys import Keys
+from bot.logs import mask_phone
 from bot.outbox import dead_letters, mask_recipient, retry_dead
 
 
@@ -26,8 +27,9 @@ async def _dead(redis: Redis, keys: Keys) -> int:
         d = letter.delivery
         who = mask_recipient(d.channel, d.recipient)
         state = "uncertain: it may have arrived, a retry may send it twice" if letter.uncertain else "dead"
-        print(f"{d.id}\t{letter.at}\t{d.ticket}\t{d.template}\t{d.audience}->{d.channel}:{who}\t"
-              f"tries={d.attempt}\t{letter.error}\t{state}")
+        # an error may quote the number it was about (an SMS gateway's refusal)
+        print(mask_phone(f"{d.id}\t{letter.at}\t{d.ticket}\t{d.template}\t{d.audience}->{d.channel}:{who}\t"
+                         f"tries={d.attempt}\t{letter.error}\t{state}"))
     return 0
 
 

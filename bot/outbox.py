@@ -21,7 +21,12 @@ group robot, an SMS number…) and hands each to the `Deliverer` registered for 
   back: they are listed with the dead letters, marked uncertain, for an admin to retry by id;
 - per-channel rate limits (a sliding minute in Redis, taken only by what is really sent); group
   robots (20 a minute) queue and merge instead: nothing is dropped;
-- late replies to one recipient go in the order they were written (a long answer's pieces);
+- late replies to one recipient go in the order they were written (a long answer's pieces), but
+  one waits behind an unsettled earlier one for `REPLY_ORDER_MAX_WAIT_SECONDS` at most: an
+  earlier one that never settles (lost from the stream, taken by a process of an older version)
+  then leaves the line, logged. A settled reply's entry is deleted from the stream (its text is
+  what a resident reported); a dead one's text stays in its dead letter for the admin;
+- entries trimmed from the stream while still pending (never delivered) are logged as lost;
 - every delivery's status is kept per ticket (`keys.ticket_deliveries(number)`) for the ticket page.
 
 Channels register themselves: `app[OUTBOX].register("sms", SmsDeliverer(...))`.
@@ -40,7 +45,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -52,7 +57,7 @@ from bot.leases import LeasedQueue
 from bot.logs import log_event, mask_phone
 from bot.replies import Replies
 from bot.ticketing import GRID_LEVEL, TicketService, TicketView
-from bot.tickets import Ticket
+from bot.tickets import OUTBOX_MAXLEN, Ticket
 from flows import Grid, GridDirectory
 from integrations.sms.phone import normalize_mobile
 
@@ -65,7 +70,10 @@ BATCH = 100
 REPLY = "reply"  # the template field of a late reply's entry: it carries its own text
 REPLY_STATUS = "回复"  # a late reply's status line in a template message
 REPLY_ORDER_WAIT_SECONDS = 1.0  # a reply behind an earlier one to the same recipient looks again
-REPLY_ORDER_TTL_SECONDS = 86400  # longer than a reply can wait in the retries
+# then it goes anyway: with the default retries an earlier reply has been sent or dead-lettered
+# long before, so only one that will never settle holds it this long
+REPLY_ORDER_MAX_WAIT_SECONDS = 300.0
+REPLY_ORDER_TTL_SECONDS = 86400  # from a recipient's first reply in line: a line never outlives it
 RETRY_LEASE_SECONDS = 300  # longer than one delivery with its API retries and a template fallback
 SENDING = "sending"  # the idempotency key's value from the SET NX until the send's outcome
 
@@ -122,6 +130,15 @@ class Flushing(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
+    """What the worker handles, by `kind`; the three share one JSON form in the retry set and the
+    dead letters:
+
+    - "notification": a ticket's stream entry not yet resolved into recipients (`channel` ""),
+      dead-lettered as such when that fails, and resolved again when an admin retries it;
+    - "delivery": a notification for one channel and recipient, rendered when it is sent;
+    - "reply": a late reply (`template` "reply") with its own `text`, no ticket.
+    """
+
     id: str
     entry: str  # the outbox stream entry it came from
     ticket: str
@@ -132,6 +149,7 @@ class Delivery:
     rule: str = ""
     attempt: int = 0
     text: str = ""  # a late reply's own text (template "reply"); a notification is rendered
+    waiting_since: str = ""  # a late reply waiting behind an earlier one: since when (ISO)
     # who held the ticket when the notification was written (bot.tickets.Notification); "" = now
     level: str = ""
     unit: str = ""
@@ -139,8 +157,10 @@ class Delivery:
     grid: str = ""
 
     @property
-    def is_reply(self) -> bool:
-        return self.template == REPLY
+    def kind(self) -> Literal["notification", "delivery", "reply"]:
+        if self.template == REPLY:
+            return "reply"
+        return "delivery" if self.channel else "notification"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
@@ -174,12 +194,14 @@ class DeadLetter:
 
 
 # KEYS: the outbox stream, the recipient's reply order; ARGV: channel, recipient, text, order TTL.
-# The entry and its place in line together (the stream is trimmed like bot/tickets.py does).
-_ADD_REPLY = """
-local id = redis.call("XADD", KEYS[1], "MAXLEN", "~", 1000000, "*",
+# The entry and its place in line together (the stream is trimmed like bot/tickets.py does). The
+# line's expiry is set when it starts (NX, Redis 7), not by each reply: one that never settles
+# does not stay in line for as long as the resident keeps writing.
+_ADD_REPLY = f"""
+local id = redis.call("XADD", KEYS[1], "MAXLEN", "~", {OUTBOX_MAXLEN}, "*",
   "template", "reply", "channel", ARGV[1], "recipient", ARGV[2], "text", ARGV[3])
 redis.call("RPUSH", KEYS[2], id)
-redis.call("EXPIRE", KEYS[2], tonumber(ARGV[4]))
+redis.call("EXPIRE", KEYS[2], tonumber(ARGV[4]), "NX")
 return id
 """
 
@@ -375,7 +397,11 @@ class Outbox:
     async def send_reply(self, channel: str, recipient: str, text: str) -> None:
         """An answer that missed the passive reply, rendered: durable and retried like a
         notification, and sent after every earlier reply to the same recipient (a long answer's
-        pieces, given in order, arrive in order). This process's loop runs at once."""
+        pieces, given in order, arrive in order; after REPLY_ORDER_MAX_WAIT_SECONDS behind one
+        that has not settled, it goes anyway). It leaves in the next round of an outbox loop:
+        this process's at once if it runs one; a web process with `outbox.interval_seconds: 0`
+        leaves it to the `gridbot worker`, whose next round comes within its interval (1 s
+        unless configured)."""
         await self._add_reply(
             keys=[self._keys.outbox(), self._keys.outbox_reply_order(channel, recipient)],
             args=[channel, recipient, text, REPLY_ORDER_TTL_SECONDS],
@@ -400,9 +426,14 @@ class Outbox:
         done = 0
         if await self._ensure_group():
             # entries another consumer claimed and never acknowledged (it died): take them over
-            _, stale, _ = await self._redis.xautoclaim(
+            _, stale, lost = await self._redis.xautoclaim(
                 self._keys.outbox(), GROUP, self._consumer, min_idle_time=self._claim_idle_ms, count=BATCH
             )
+            if lost:
+                # trimmed from the stream before anyone delivered them; Redis has taken them off the
+                # pending list. Nothing is left to send (a late reply among them holds its
+                # recipient's later ones only until REPLY_ORDER_MAX_WAIT_SECONDS).
+                log_event(log, "outbox_entries_lost", logging.ERROR, entries=lost, count=len(lost))
             done += await self._entries(stale)
             while True:
                 read = await self._redis.xreadgroup(GROUP, self._consumer, {self._keys.outbox(): ">"}, count=BATCH)
@@ -492,7 +523,7 @@ class Outbox:
         it is dead-lettered with the error and every other one goes on. (If the dead letter cannot
         be written either, Redis is down: the round stops and the entry stays to be taken again.)"""
         try:
-            targets = [d] if d.channel or d.is_reply else await self._expand(d)
+            targets = await self._expand(d) if d.kind == "notification" else [d]
         except Exception as exc:
             await self._fail(d, exc)
             return 0
@@ -537,8 +568,7 @@ class Outbox:
         if earlier is not None:  # before taking a rate slot: a skipped delivery sends nothing
             await self._seen_before(d, earlier)
             return
-        if d.is_reply and await self._waits_behind(d):
-            await self._later(d, REPLY_ORDER_WAIT_SECONDS)
+        if d.kind == "reply" and await self._waits_in_line(d):
             return
         # rendered before the idempotency key is taken: a broken template is a dead letter, not a
         # key that makes the next try look delivered
@@ -587,21 +617,46 @@ class Outbox:
         log_event(log, "outbox_already_delivered", ticket=d.ticket, delivery=d.id)
         await self._settled(d)
 
-    async def _waits_behind(self, d: Delivery) -> bool:
-        """An earlier reply to the same recipient is not settled yet. (Not in line at all, as after
-        an admin's retry: it goes.)"""
-        position = await self._redis.lpos(self._keys.outbox_reply_order(d.channel, d.recipient), d.entry)
-        return bool(position)
+    async def _waits_in_line(self, d: Delivery) -> bool:
+        """True when an earlier reply to the same recipient is not settled yet: `d` is queued to
+        look again (no attempt counted). Once it has waited REPLY_ORDER_MAX_WAIT_SECONDS the
+        earlier ones are taken out of line (one may never settle: an entry the stream lost, or one
+        a process of an older version took) and `d` goes. (Not in line at all, as after an
+        admin's retry: it goes.)"""
+        order = self._keys.outbox_reply_order(d.channel, d.recipient)
+        position = await self._redis.lpos(order, d.entry)
+        if not position:
+            return False
+        now = self._clock()
+        since = datetime.fromisoformat(d.waiting_since) if d.waiting_since else now
+        waited = (now - since).total_seconds()
+        if waited < REPLY_ORDER_MAX_WAIT_SECONDS:
+            await self._later(replace(d, waiting_since=since.isoformat()), REPLY_ORDER_WAIT_SECONDS)
+            return True
+        ahead = await self._redis.lrange(order, 0, position - 1)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for entry in ahead:
+                pipe.lrem(order, 1, entry)
+            await pipe.execute()
+        log_event(log, "outbox_reply_order_released", logging.WARNING, channel=d.channel, delivery=d.id,
+                  unsettled=ahead, waited=round(waited))
+        return False
 
     async def _settled(self, d: Delivery) -> None:
-        """Nothing more will happen to `d` unless an admin retries it: the next reply may go."""
-        if d.is_reply:
-            await self._redis.lrem(self._keys.outbox_reply_order(d.channel, d.recipient), 1, d.entry)
+        """Nothing more will happen to `d` unless an admin retries it: the next reply may go, and
+        a reply's text (an address, what was reported) leaves the stream, acknowledged first; a
+        dead one keeps it in the dead letters only, for the admin."""
+        if d.kind == "reply":
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.xack(self._keys.outbox(), GROUP, d.entry)
+                pipe.xdel(self._keys.outbox(), d.entry)
+                pipe.lrem(self._keys.outbox_reply_order(d.channel, d.recipient), 1, d.entry)
+                await pipe.execute()
 
     async def _message(self, d: Delivery) -> Outgoing | None:
         """The text for the channel; None when the ticket is gone. Undeliverable when the template
         is missing or broken (admins edit them: `templates.override_dir`)."""
-        if d.is_reply:
+        if d.kind == "reply":
             return Outgoing(ticket="", template=REPLY, audience=d.audience, delivery_id=d.id, text=d.text,
                             status_name=REPLY_STATUS)
         ticket = await self._tickets.store.get(d.ticket)

@@ -36,6 +36,9 @@ TICKET_NUMBER_DIGITS = 4
 MEDIA_TICKET_SECONDS = 7 * 86400  # WeChat keeps a media id 3 days: a download fails well within
 GRID_INDEX_VERSION = "1"  # a different layout of the grid index: a new version, built again at start-up
 GRID_INDEX_BATCH = 500  # tickets read and indexed in one transaction while building it
+# entries the outbox stream keeps (trimmed approximately, by every writer: this module and
+# bot/outbox.py's late replies); the delivery worker acknowledges them within seconds
+OUTBOX_MAXLEN = 1_000_000
 
 
 class TicketNotFound(Exception):
@@ -304,7 +307,7 @@ def _effects_json(change: Change) -> str:
 
 # Side effects of a ticket change. KEYS: the due-time set, the ticket's own timers, the outbox
 # stream; `e` = cjson.decode(effects json). Pending timers are cancelled first, then re-armed.
-_APPLY_EFFECTS = """
+_APPLY_EFFECTS = f"""
 local function apply_effects(timers, own, outbox, e)
   if e.cancel then
     for _, m in ipairs(redis.call("SMEMBERS", own)) do redis.call("ZREM", timers, m) end
@@ -315,7 +318,7 @@ local function apply_effects(timers, own, outbox, e)
     redis.call("SADD", own, t[1])
   end
   for _, n in ipairs(e.notes) do
-    redis.call("XADD", outbox, "MAXLEN", "~", 1000000, "*", unpack(n))
+    redis.call("XADD", outbox, "MAXLEN", "~", {OUTBOX_MAXLEN}, "*", unpack(n))
   end
 end
 """

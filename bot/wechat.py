@@ -558,8 +558,11 @@ class MediaKeeper:
     each is downloaded when it arrives (in the background: the answer does not wait) to its
     folder, `service.media_dir/wechat_mp/` or `.../wecom/` (see bot/media.py). A passing failure
     (network, WeChat busy: `ApiUnavailable`) is tried again later, waiting 4× longer each time
-    from a minute, for as long as WeChat keeps the file; the retries are claimed with a lease
-    (bot/leases.py) by the process that runs the outbox loop, so a restart loses none. A failed
+    from a minute but never past the end of the time WeChat keeps the file, so the last try
+    comes just before it ends; the retries are claimed with a lease (bot/leases.py) by the
+    process that runs the outbox loop, no more than there are free download slots (one waiting
+    for a slot past its lease would be claimed and downloaded again), so a restart loses none:
+    one cut off by a shutdown is not acknowledged and comes back with its lease. A failed
     download never stops a report or a worker's 办结: once it has failed for good (WeChat refused,
     or the 3 days are over) the reason is kept in `keys.media_failed()` (the console shows it with
     the photo) and, for a resident's photo, noted in the ticket's timeline, whichever comes first,
@@ -569,8 +572,8 @@ class MediaKeeper:
     RETRY_FIRST = timedelta(minutes=1)
     RETRY_FACTOR = 4
     KEPT_BY_PROVIDER = timedelta(days=3)
+    KEPT_MARGIN = timedelta(hours=1)  # the 3 days run from the upload, a little before the first try
     RETRY_LEASE_SECONDS = 300  # longer than a download with all its API retries
-    RETRIES_PER_ROUND = 20
 
     def __init__(self, api: MediaSource, folder: Path, services: Services, source: str) -> None:
         self._api = api
@@ -590,10 +593,12 @@ class MediaKeeper:
         return self._folder / safe_name(media_id)
 
     async def retry_due(self) -> None:
-        """Start the retries that are due (the outbox loop runs this every round); each is
-        acknowledged once its download has ended, however it ended."""
-        for raw in await self._retries.claim(self._s.clock().timestamp(), self.RETRIES_PER_ROUND):
-            self._spawn(self._retry(raw))
+        """Start as many due retries as there are free download slots (the outbox loop runs this
+        every round); each is acknowledged once its download has ended, unless it was cancelled."""
+        free = self.MAX_AT_ONCE - len(self._running)
+        if free > 0:
+            for raw in await self._retries.claim(self._s.clock().timestamp(), free):
+                self._spawn(self._retry(raw))
 
     async def _retry(self, raw: str) -> None:
         try:
@@ -601,11 +606,14 @@ class MediaKeeper:
         except (ValueError, TypeError):
             log_event(log, "media_retry_malformed", logging.ERROR, entry=raw[:200])
         else:
-            await self._download(retry.media_id, retry)
-        finally:
-            async with self._s.redis.pipeline(transaction=True) as pipe:
-                self._retries.ack(pipe, raw)
-                await pipe.execute()
+            try:
+                await self._download(retry.media_id, retry)
+            except Exception:  # acknowledged all the same: it would fail the same way again
+                log.exception("media_retry_failed", extra={"fields": {"media": retry.media_id}})
+        # not reached when cancelled (a shutdown): the claim's lease brings it back to the next process
+        async with self._s.redis.pipeline(transaction=True) as pipe:
+            self._retries.ack(pipe, raw)
+            await pipe.execute()
 
     def _spawn(self, coro: Coroutine[object, object, None]) -> None:
         task = asyncio.create_task(coro)
@@ -629,13 +637,15 @@ class MediaKeeper:
                       retries=retry.attempt + 1 if retry else 0)
 
     async def _again(self, media_id: str, retry: MediaRetry | None, exc: Exception) -> bool:
-        """Schedule the next try; False when the provider will no longer have the file by then."""
+        """Schedule the next try, at the latest just before the provider drops the file; False
+        when that time has come."""
         now = self._s.clock()
         first = datetime.fromisoformat(retry.first_failed) if retry else now
         attempt = retry.attempt + 1 if retry else 0
-        due = now + self.RETRY_FIRST * self.RETRY_FACTOR ** attempt
-        if due > first + self.KEPT_BY_PROVIDER:
+        last_try = first + self.KEPT_BY_PROVIDER - self.KEPT_MARGIN
+        if now >= last_try:
             return False
+        due = min(now + self.RETRY_FIRST * self.RETRY_FACTOR ** attempt, last_try)
         member = json.dumps(asdict(MediaRetry(media_id, first.isoformat(), attempt)), ensure_ascii=False)
         await self._s.redis.zadd(self._retry_key, {member: due.timestamp()})
         log_event(log, "media_download_deferred", logging.WARNING, media=media_id, error=str(exc),

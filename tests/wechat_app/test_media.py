@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import datetime, timedelta
+
 from bot.app import SERVICES
+from bot.wechat import MediaKeeper
+from tests.conftest import TZ
 from tests.fakes.wechat_api import message_xml
 from tests.wechat_app.conftest import NUMBER, Service
+
+MEDIA_GET = "/cgi-bin/media/get"
 
 
 def image_xml(openid: str, media_id: str, msg_id: int) -> str:
@@ -90,3 +97,70 @@ async def test_a_download_still_failing_when_wechat_no_longer_keeps_the_photo_is
     failed = [e for e in ticket.timeline if e.kind == "media_failed"]
     assert len(failed) == 1 and "media-outage" in failed[0].text
     assert await services.redis.zcard(services.keys.media_retry("wechat_mp")) == 0
+
+
+async def test_a_backlog_of_photo_retries_is_claimed_only_as_fast_as_downloads_can_run(service: Service):
+    services = service.client.app[SERVICES]
+    photos = [f"media-backlog-{i}" for i in range(MediaKeeper.MAX_AT_ONCE + 4)]
+    service.fake.fail_next(len(photos), status=429, path=MEDIA_GET)  # WeChat busy: every first download
+    for i, media_id in enumerate(photos):
+        service.fake.add_media(media_id, f"photo {i}".encode())
+        await service.send(service.mp.message(image_xml(f"o-backlog-{i}", media_id, 7400 + i)))
+    await service.wiring.media.drain(10.0)
+    due = services.keys.media_retry("wechat_mp")
+    assert await services.redis.zcard(due) == len(photos)
+
+    service.clock.advance(minutes=2)
+    await service.outbox.run_once()
+    # as many as can download at once; the others stay due rather than wait out their lease
+    assert await services.redis.zcard(due) == len(photos) - MediaKeeper.MAX_AT_ONCE
+    await service.wiring.media.drain(10.0)
+    await service.outbox.run_once()
+    await service.wiring.media.drain(10.0)
+    assert all(service.wiring.media.path(m).exists() for m in photos)
+    assert service.fake.calls.count(MEDIA_GET) == 2 * len(photos)  # each downloaded once, after its failure
+
+
+async def test_a_photo_wechat_cannot_give_for_a_day_is_still_tried_on_the_third_day(service: Service):
+    services = service.client.app[SERVICES]
+    service.fake.add_media("media-day", b"\xff\xd8\xffday", "image/jpeg")
+    service.fake.fail_next(7, status=429, path=MEDIA_GET)  # the download and six retries, about 23 h
+    first = service.clock()
+    await service.send(service.mp.message(image_xml("o-day", "media-day", 7501)))
+    await service.wiring.media.drain(5.0)
+    due = services.keys.media_retry("wechat_mp")
+    while await services.redis.zcard(due):
+        [(_, at)] = await services.redis.zrange(due, 0, 0, withscores=True)
+        service.clock.now = datetime.fromtimestamp(at, TZ)
+        await service.outbox.run_once()
+        await service.wiring.media.drain(5.0)
+    assert service.wiring.media.path("media-day").read_bytes() == b"\xff\xd8\xffday"
+    assert await services.redis.hget(services.keys.media_failed(), "media-day") is None
+    assert timedelta(hours=70) < service.clock() - first < MediaKeeper.KEPT_BY_PROVIDER
+
+
+async def shut_down(keeper: MediaKeeper) -> None:
+    """A process stopping: the app waits a little for the downloads, then the event loop cancels
+    whatever still runs (`asyncio.run` and `web.run_app` do)."""
+    await keeper.drain(0.3)
+    running = list(keeper._running)
+    for task in running:
+        task.cancel()
+    await asyncio.gather(*running, return_exceptions=True)
+
+
+async def test_a_photo_retry_cut_off_by_a_shutdown_is_taken_up_again_by_the_next_process(service: Service):
+    service.fake.add_media("media-stop", b"\xff\xd8\xffstop", "image/jpeg")
+    service.fake.fail_next(1, status=429, path=MEDIA_GET)
+    await service.send(service.mp.message(image_xml("o-stop", "media-stop", 7601)))
+    await service.wiring.media.drain(5.0)
+    service.fake.slow_next(1, 3.0, path=MEDIA_GET)  # the retry's download is under way at shutdown
+    service.clock.advance(minutes=2)
+    await service.outbox.run_once()
+    await shut_down(service.wiring.media)
+    assert not service.wiring.media.path("media-stop").exists()
+
+    service.clock.advance(seconds=MediaKeeper.RETRY_LEASE_SECONDS + 1)  # the stopped process's claim runs out
+    await service.outbox.run_once()
+    await service.wiring.media.drain(5.0)
+    assert service.wiring.media.path("media-stop").read_bytes() == b"\xff\xd8\xffstop"

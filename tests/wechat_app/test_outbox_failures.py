@@ -6,6 +6,7 @@ goes on."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -184,3 +185,15 @@ async def test_a_delivery_a_dead_worker_left_behind_takes_no_rate_slot_from_the_
     await another_worker(service, "second").run_once()  # takes over the first's, then reads the next
     assert len(service.fake.sent_to("wecom_app")) == before + 2  # the second went within the minute
     assert "sent" in [s[2] for s in await statuses(service, number) if s[0] == "dispatcher"]
+
+
+async def test_the_dead_letter_list_masks_the_phone_numbers_an_error_carries(service: Service, capsys):
+    services = service.client.app[SERVICES]
+    sms = Delivery(id="1-0/sms/abc", entry="1-0", ticket="WG202611240001", template="notify/accepted",
+                   audience="resident", channel="sms", recipient="13812345678")
+    refused = 'gateway answered 400: {"error": "13812345678 is on the operator blocklist"}'
+    await services.redis.hset(services.keys.outbox_dead(), sms.id, json.dumps(
+        {"delivery": json.loads(sms.to_json()), "error": refused, "at": service.clock().isoformat()}))
+    await cli_outbox._dead(services.redis, services.keys)  # `gridbot outbox dead`
+    listed = capsys.readouterr().out
+    assert "13812345678" not in listed and listed.count("138****5678") == 2  # recipient and error
