@@ -35,11 +35,17 @@ class LeasedQueue:
         self._due = due
         self._inflight = inflight
         self._lease = lease_seconds
+        self._redis = redis
         self._claim = redis.register_script(_CLAIM)
 
     async def claim(self, now: float, count: int) -> list[str]:
         """Up to `count` members due at `now` (epoch seconds), held until `now` + the lease."""
         return list(await self._claim(keys=[self._due, self._inflight], args=[now, now + self._lease, count]))
+
+    async def hold(self, member: str, now: float) -> None:
+        """Claim `member` without its ever being due: work a process starts on its own (a first
+        download), to come back to the due set if the process dies before acknowledging it."""
+        await self._redis.zadd(self._inflight, {member: now + self._lease})
 
     def ack(self, pipe: Pipeline, member: str) -> None:
         """Done with `member` (in the caller's transaction, with whatever else it changes)."""

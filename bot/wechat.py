@@ -546,11 +546,14 @@ class MediaSource(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class MediaRetry:
-    """A download to try again (JSON in `keys.media_retry`)."""
+    """A download under way or to try again (JSON in `keys.media_retry` and its in-flight set)."""
 
     media_id: str
     first_failed: str  # ISO, service clock: the provider keeps the file 3 days from about then
-    attempt: int  # the retries done so far
+    attempt: int  # which retry this is, from 0; FIRST_TRY: the download when the photo arrived
+
+
+FIRST_TRY = -1
 
 
 class MediaKeeper:
@@ -561,8 +564,10 @@ class MediaKeeper:
     from a minute but never past the end of the time WeChat keeps the file, so the last try
     comes just before it ends; the retries are claimed with a lease (bot/leases.py) by the
     process that runs the outbox loop, no more than there are free download slots (one waiting
-    for a slot past its lease would be claimed and downloaded again), so a restart loses none:
-    one cut off by a shutdown is not acknowledged and comes back with its lease. A failed
+    for a slot past its lease would be claimed and downloaded again). The first download is held
+    the same way from the start, so a restart loses none: one cut off by a shutdown (`drain`
+    stops what is left before the HTTP session closes) is not acknowledged and comes back with
+    its lease. A failed
     download never stops a report or a worker's 办结: once it has failed for good (WeChat refused,
     or the 3 days are over) the reason is kept in `keys.media_failed()` (the console shows it with
     the photo) and, for a resident's photo, noted in the ticket's timeline, whichever comes first,
@@ -586,8 +591,16 @@ class MediaKeeper:
                                     self.RETRY_LEASE_SECONDS)
 
     def keep(self, media_ids: tuple[str, ...]) -> None:
+        """Download each now, held as a claimed retry: a process stopped mid-download (a restart)
+        leaves it to come back when the lease runs out."""
         for media_id in media_ids:
-            self._spawn(self._download(media_id, None))
+            self._spawn(self._first(media_id))
+
+    async def _first(self, media_id: str) -> None:
+        now = self._s.clock()
+        raw = json.dumps(asdict(MediaRetry(media_id, now.isoformat(), FIRST_TRY)), ensure_ascii=False)
+        await self._retries.hold(raw, now.timestamp())
+        await self._retry(raw)
 
     def path(self, media_id: str) -> Path:
         return self._folder / safe_name(media_id)
@@ -607,7 +620,7 @@ class MediaKeeper:
             log_event(log, "media_retry_malformed", logging.ERROR, entry=raw[:200])
         else:
             try:
-                await self._download(retry.media_id, retry)
+                await self._download(retry.media_id, None if retry.attempt == FIRST_TRY else retry)
             except Exception:  # acknowledged all the same: it would fail the same way again
                 log.exception("media_retry_failed", extra={"fields": {"media": retry.media_id}})
         # not reached when cancelled (a shutdown): the claim's lease brings it back to the next process
@@ -660,8 +673,15 @@ class MediaKeeper:
             await self._s.tickets.note_failed_media(number, (media_id,), self._s.clock())
 
     async def drain(self, timeout: float) -> None:
+        """Let downloads finish for up to `timeout`, then stop the rest unacknowledged (their
+        leases bring them back to the next process) before the HTTP session closes."""
         if self._running:
             await asyncio.wait(set(self._running), timeout=timeout)
+        left = set(self._running)
+        for task in left:
+            task.cancel()
+        if left:
+            await asyncio.wait(left)
 
 
 def _write(path: Path, data: bytes) -> None:

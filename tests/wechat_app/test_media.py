@@ -140,8 +140,8 @@ async def test_a_photo_wechat_cannot_give_for_a_day_is_still_tried_on_the_third_
 
 
 async def shut_down(keeper: MediaKeeper) -> None:
-    """A process stopping: the app waits a little for the downloads, then the event loop cancels
-    whatever still runs (`asyncio.run` and `web.run_app` do)."""
+    """A process stopping: the app waits a little for the downloads, then whatever still runs is
+    cancelled (by the keeper itself, or else by the event loop: `asyncio.run` and `web.run_app`)."""
     await keeper.drain(0.3)
     running = list(keeper._running)
     for task in running:
@@ -164,3 +164,16 @@ async def test_a_photo_retry_cut_off_by_a_shutdown_is_taken_up_again_by_the_next
     await service.outbox.run_once()
     await service.wiring.media.drain(5.0)
     assert service.wiring.media.path("media-stop").read_bytes() == b"\xff\xd8\xffstop"
+
+
+async def test_a_first_download_cut_off_by_a_shutdown_is_taken_up_again_by_the_next_process(service: Service):
+    service.fake.add_media("media-first-stop", b"\xff\xd8\xfffirst", "image/jpeg")
+    service.fake.slow_next(1, 3.0, path=MEDIA_GET)  # still downloading when the service stops
+    await service.send(service.mp.message(image_xml("o-first-stop", "media-first-stop", 7701)))
+    await shut_down(service.wiring.media)
+    assert not service.wiring.media.path("media-first-stop").exists()
+
+    service.clock.advance(seconds=MediaKeeper.RETRY_LEASE_SECONDS + 1)
+    await service.outbox.run_once()
+    await service.wiring.media.drain(5.0)
+    assert service.wiring.media.path("media-first-stop").read_bytes() == b"\xff\xd8\xfffirst"
