@@ -321,3 +321,9 @@ async def test_the_task_page_takes_only_real_images_and_may_not_be_framed(servic
     done = await service.client.post(link.path, data=jpeg)
     assert done.status == 200 and "附照片1张" in await done.text()
     assert [p.suffix for p in (tmp_path / "media" / number).iterdir()] == [".jpeg"]
+
+
+async def test_a_message_to_the_app_that_is_no_command_gets_the_commands_help_by_name(service: Service):
+    # the help's `name` once clashed with the template name's parameter: a 503, WeCom retrying in vain
+    answer = await service.worker("ZhangFang00", "你好，今天有什么任务", 7001)
+    assert answer.startswith("张芳您好，回复以下指令办理工单") and "办结 <办理结果>" in answer
