@@ -155,3 +155,22 @@ async def test_district_staff_work_a_ticket_without_a_grid_that_a_dispatcher_sen
     assert "已接单" in await service.worker("QinHai90", "接单", 1505)
     ticket = await services.tickets.store.get(number)
     assert (ticket.status, ticket.flow.level, ticket.flow.assignee) == ("accepted", "district", "QinHai90")
+
+
+async def test_a_ticket_the_street_owns_from_the_start_is_copied_to_the_grid_without_a_task_link(service: Service):
+    # 违章搭建 is 青枫街道's from the start, copied to the grid (flows/default.yaml: notify [grid_team])
+    summary = await service.resident("o-street-own", "金桥小区有人在楼顶违章搭建彩钢房，我电话13912345678", 1600)
+    assert "确认" in summary, summary
+    number = NUMBER.search(await service.resident("o-street-own", "确认", 1601)).group(0)
+    await service.outbox.run_once()
+
+    to_grid = [m for m in service.fake.sent_to("wecom_app") if m.to == ("ZhangFang00",)]
+    assert [m.msgtype for m in to_grid] == ["text"]  # the task page would refuse the grid's worker
+    assert to_grid[0].content.startswith(f"【抄送】工单 {number}（违章搭建）已派街道处理")
+    assert {m.to for m in service.fake.sent_to("wecom_app") if m.msgtype == "textcard"} == {
+        ("HanBo91",), ("FengXue91",)
+    }
+    group = [m.content for m in service.fake.sent_to("wecom_robot") if number in m.content]
+    assert group == [f"【抄送】工单 {number}（违章搭建·橙色）已派街道（青枫街道）承办，办理时限 "
+                     f"{group[0].split('办理时限 ')[1].split('，')[0]}，抄送本网格知悉。"]
+    assert "无需接单" not in group[0] and "13912345678" not in group[0]
