@@ -33,7 +33,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -121,6 +121,11 @@ class WorkerDesk:
     """The WeCom app's message handler: the commands of grid workers and area staff, everyone
     else to the dispatcher.
 
+    Each of their messages is kept in the inbox and done once, whatever WeChat's retries
+    (bot/inbox.py, the dispatcher's claim on the provider message id): a retry of a command that
+    changed a ticket gets the first answer (or, if it failed after the change, `already_done`)
+    and changes nothing; one that failed before anything changed is handled afresh.
+
     Photos sent in the app are fetched at once by `downloads` (WeCom keeps a media id 3 days);
     a worker's wait in Redis for their 办结 as "wecom:<media id>", task-page uploads as "upload:…".
     """
@@ -144,6 +149,7 @@ class WorkerDesk:
         self._directory = directory
         self._replies = replies
         self._dispatcher = dispatcher
+        self._inbox = dispatcher.inbox
         self._clock = clock
         self._bot_name = bot_name
         # WeCom keeps the mention in the text: "@网格助手 楼道堆满杂物"; a robot named otherwise
@@ -164,28 +170,47 @@ class WorkerDesk:
         if post is None:  # a resident writing to the WeCom app (a customer group member)
             return await self._dispatcher.handle(msg)
         if msg.kind == "image":
-            answer = await self._photos(post, msg)
+            answer = await self._once(msg, lambda claim: self._photos(post, msg))
         elif msg.kind == "text":
             command = parse_worker_command(msg.text)
             if command is None and await self._dispatcher.in_conversation(msg.channel, msg.user_id):
                 return await self._dispatcher.handle(msg)  # the answers to a report under way
-            answer = await self._text(post, msg.text, command)
+            answer = await self._once(msg, lambda claim: self._text(post, msg.text, command, claim))
         else:
+            await self._inbox.record(msg)
             return []
         return [Reply(recipient_id=msg.user_id, text=text) for text in answer]
+
+    async def _once(self, msg: IncomingMessage, work: Callable[[str | None], Awaitable[list[str]]]) -> list[str]:
+        """`work`'s answer, done once for the message: kept and claimed by its provider id (the
+        claim goes to `work`, which settles it as soon as it has changed a ticket)."""
+        claim = self._inbox.claim_key(msg)
+        first = await self._inbox.keep(msg, claim)
+        if claim is not None and not first:
+            log_event(log, "worker_retry_replayed", worker=msg.user_id, message_id=msg.provider_message_id)
+            return await self._inbox.replay(claim)
+        try:
+            answer = await work(claim)
+        except Exception:
+            await self._inbox.release(claim)  # its retry is handled afresh, unless a change was settled
+            raise
+        await self._inbox.settle(claim, answer)
+        return answer
 
     async def _photos(self, post: Post, msg: IncomingMessage) -> list[str]:
         held = await self.candidates(post, "resolve")
         tied = held[0].number if len(held) == 1 else ""
-        await self.keep_photos(post.person, tuple(f"{WECOM}{m}" for m in msg.media_ids), tied)
         minutes = int(PHOTO_WINDOW.total_seconds() // 60)
-        return [self._render("photo_received", count=len(msg.media_ids), number=tied, minutes=minutes)]
+        # rendered first: a broken template keeps nothing, and the retry keeps them once
+        answer = [self._render("photo_received", count=len(msg.media_ids), number=tied, minutes=minutes)]
+        await self.keep_photos(post.person, tuple(f"{WECOM}{m}" for m in msg.media_ids), tied)
+        return answer
 
-    async def _text(self, post: Post, text: str, command: WorkerCommand | None) -> list[str]:
+    async def _text(self, post: Post, text: str, command: WorkerCommand | None, claim: str | None) -> list[str]:
         """The answer to a command, or to a verb run into its words ("办结已清理完毕": the form
         that would have worked, acting on nothing; "进度怎么样了" reads the same way), else help."""
         if command is not None:
-            template, context = await self._command(post, command)
+            template, context = await self._command(post, command, claim)
         elif (guess := unspaced_command(text)) is not None:
             example = guess.argument[:30] if guess.needs_argument else ""
             template, context = "add_space", {"word": guess.word, "action": VERB_NAMES[guess.verb], "example": example}
@@ -193,7 +218,9 @@ class WorkerDesk:
             template, context = "help", {"name": post.person.name}
         return [self._render(template, **context)]
 
-    async def _command(self, post: Post, command: WorkerCommand) -> tuple[str, dict[str, object]]:
+    async def _command(
+        self, post: Post, command: WorkerCommand, claim: str | None
+    ) -> tuple[str, dict[str, object]]:
         if command.missing_argument:
             return "missing_argument", {"verb": VERB_NAMES[command.verb]}
         number = command.ticket_number
@@ -205,7 +232,7 @@ class WorkerDesk:
                                         "needs_argument": command.needs_argument, "tickets": views,
                                         "total": len(candidates)}
             number = candidates[0].number
-        return await self.act(post, number, command)
+        return await self.act(post, number, command, claim)
 
     def refusal(self, post: Post, number: str, ticket: Ticket | None) -> tuple[str, dict[str, object]] | None:
         """(reply template, context) when the ticket is not the post's to work now, else None.
@@ -222,8 +249,11 @@ class WorkerDesk:
             return self._not_found(post, number)
         return None
 
-    async def act(self, post: Post, number: str, command: WorkerCommand) -> tuple[str, dict[str, object]]:
-        """(reply template, its context) after applying the command to a ticket the post works."""
+    async def act(
+        self, post: Post, number: str, command: WorkerCommand, claim: str | None = None
+    ) -> tuple[str, dict[str, object]]:
+        """(reply template, its context) after applying the command to a ticket the post works;
+        `claim`: the message's (bot/inbox.py), settled the moment the ticket has changed."""
         refused = self.refusal(post, number, await self._tickets.store.get(number))
         if refused is not None:
             return refused
@@ -240,12 +270,15 @@ class WorkerDesk:
             data.append(("reason", command.argument))
         # the flow's `worker` is whoever works the ticket at its level: a grid's worker or an area's staff
         event = Event(kind=command.verb, actor="worker", at=self._clock(), data=tuple(data), by=person.wecom_user_id)
+        # rendered before the change: a broken template fails while nothing has happened yet
+        interim = [self._render("already_done", number=number)] if claim else []
         try:
             moved = await self._tickets.act(number, event)
         except TransitionRefused as exc:
             return "refused", {"number": number, "reason": exc.reason}
         except TicketNotFound:
             return self._not_found(post, number)
+        await self._inbox.settle(claim, interim)  # committed: from here on a retry replays, never acts
         if photos:  # only now: a refused 办结 keeps them for the next one
             await self._forget_photos(person, [raw for raw, _ in photos])
         log_event(log, "worker_acted", worker=person.wecom_user_id, ticket=number, verb=command.verb)
@@ -308,7 +341,7 @@ class WorkerDesk:
         mistyped = command is None and unspaced_command(private.text) is not None \
             and not await self._dispatcher.in_conversation(private.channel, private.user_id)
         if post is not None and (command is not None or mistyped):
-            answer = await self._text(post, private.text, command)
+            answer = await self._once(private, lambda claim: self._text(post, private.text, command, claim))
             notice, answers = "answered_in_private", [Reply(recipient_id=msg.user_id, text=t) for t in answer]
         else:
             notice, answers = "moved_to_private", await self._dispatcher.handle(private)
