@@ -25,7 +25,7 @@ from bot.app import Services, build_services
 from bot.config import load_config
 from bot.tickets import Change, Ticket, TicketStore
 from bot.worker_tasks import WorkerDesk
-from flows import Event, Grid, Worker, new_ticket
+from flows import Event, Post, Worker, new_ticket
 from integrations.wechat.work import WorkerVerb
 
 WORKER = Worker(wecom_user_id="BenchWorker", name="测试网格员", phone="")
@@ -58,14 +58,13 @@ async def run(tickets: int, grids: int, repeat: int, redis_url: str) -> None:
         await services.tickets.act(held, Event(kind="accept", actor="worker", at=now, by=WORKER.wecom_user_id))
         desk = WorkerDesk(services.redis, services.keys, services.tickets, services.directory, services.replies,
                           services.dispatcher, services.clock, "网格助手")
-        grid = Grid(code=grid_code(0), name="测试网格", community="", community_code="", street="", street_code="",
-                    district="", district_code="", workers=(WORKER,))
+        post = Post(WORKER, "grid", grid_code(0), "测试网格", frozenset({grid_code(0)}))
         verbs: tuple[WorkerVerb, ...] = ("accept", "resolve")
         for verb in verbs:
-            found = await desk.candidates(WORKER, grid, verb)  # warm: scripts loaded, connections open
+            found = await desk.candidates(post, verb)  # warm: scripts loaded, connections open
             began, cpu = time.perf_counter(), time.process_time()
             for _ in range(repeat):
-                await desk.candidates(WORKER, grid, verb)
+                await desk.candidates(post, verb)
             wall = (time.perf_counter() - began) / repeat * 1000
             print(f"bare {verb}: {len(found)} candidate(s), {wall:.2f} ms a command, "
                   f"{(time.process_time() - cpu) / repeat * 1000:.2f} ms CPU")

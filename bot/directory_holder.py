@@ -48,7 +48,7 @@ from redis.exceptions import RedisError
 
 from bot.keys import Keys
 from bot.logs import log_event
-from flows import Area, DirectoryError, Grid, GridDirectory, Problem, Worker
+from flows import Area, DirectoryError, Grid, GridDirectory, Post, Problem, Worker
 
 log = logging.getLogger("gridbot.directory")
 
@@ -118,8 +118,8 @@ class LiveDirectory(GridDirectory):
     def place_names(self) -> tuple[str, ...]:
         return self._current.place_names()
 
-    def worker(self, wecom_user_id: str) -> tuple[Worker, Grid] | None:
-        return self._current.worker(wecom_user_id)
+    def post(self, wecom_user_id: str) -> Post | None:
+        return self._current.post(wecom_user_id)
 
     def areas(self) -> tuple[Area, ...]:
         return self._current.areas()

@@ -2,8 +2,8 @@
 
 The path of one message (see docs/architecture in the shared docs):
 1. keep what the resident sent (the inbox stream) — nothing is ever lost — and, in the same
-   round trip, drop provider retries (`SET NX` on the provider message id; a retry gets the
-   first answer replayed);
+   round trip, drop provider retries (bot/inbox.py: a claim on the provider message id; a retry
+   gets the first answer replayed);
 2. take the per-conversation lock and load the state in one Lua call, so one person's
    messages are handled in order;
 3. NLU, then the dialogue state machine;
@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 
 from bot.config import DialogueConfig
 from bot.dialogue import IDLE, Conversation, Dialogue
+from bot.inbox import Inbox
 from bot.keys import Keys
 from bot.logs import log_event
 from bot.metrics import Metrics
@@ -33,10 +34,6 @@ from nlu.types import NluBackend, NluResult
 
 log = logging.getLogger("gridbot.dispatcher")
 
-PENDING = "pending"
-# how long a claimed-but-unfinished provider message blocks its retries (a crash frees it)
-PENDING_SECONDS = 60
-INBOX_MAX = 1_000_000  # approximate cap of the inbox stream
 LOCK_LEASE_SECONDS = 15
 LOCK_WAIT_SECONDS = 10
 
@@ -49,7 +46,8 @@ return {0, ""}
 """
 
 # KEYS: lock, [conversation, [seen]]; ARGV: token, state ("" = idle), state ttl, answer ("" = none), answer ttl.
-# Saves the state only while still holding the lock; the answer to a provider id is kept regardless.
+# Saves the state only while still holding the lock; the answer to a provider id is kept regardless
+# (settled as `Inbox.settle` does: a JSON list of texts).
 _SAVE_AND_RELEASE = """
 local held = redis.call("GET", KEYS[1]) == ARGV[1]
 if held then
@@ -83,6 +81,7 @@ class Dispatcher:
         self._metrics = metrics
         self._settings = settings
         self._clock = clock
+        self.inbox = Inbox(redis, keys, clock, settings.dedup_ttl_seconds)  # the worker desk's too
         self._acquire_and_load = redis.register_script(_ACQUIRE_AND_LOAD)
         self._save_and_release = redis.register_script(_SAVE_AND_RELEASE)
 
@@ -98,10 +97,8 @@ class Dispatcher:
         if msg.kind == "text" and not text and msg.location is None and not msg.media_ids:
             return [self._reply(msg, self._replies.render("empty_message", channel=msg.channel))]
         too_long = len(msg.text) > self._settings.max_message_chars
-        seen_key = None
-        if msg.provider_message_id and not too_long:
-            seen_key = self._keys.seen_message(msg.channel, msg.provider_message_id)
-        first_time = await self._keep(msg, seen_key)
+        seen_key = None if too_long else self.inbox.claim_key(msg)
+        first_time = await self.inbox.keep(msg, seen_key)
         if too_long:
             refusal = self._replies.render(
                 "too_long", channel=msg.channel, length=len(msg.text), limit=self._settings.max_message_chars
@@ -110,14 +107,13 @@ class Dispatcher:
         if seen_key and not first_time:
             self._metrics.duplicates.labels(msg.channel).inc()
             log_event(log, "duplicate_dropped", channel=msg.channel, message_id=msg.provider_message_id)
-            return await self._replay(seen_key, msg)
+            return [self._reply(msg, text) for text in await self.inbox.replay(seen_key)]
         try:
             return await self._converse(msg, seen_key)
         except Exception:
             self._metrics.errors.labels("dispatcher").inc()
             log.exception("message_failed", extra={"fields": {"channel": msg.channel, "user": msg.user_id}})
-            if seen_key:
-                await self._redis.delete(seen_key)  # let the provider's retry try again
+            await self.inbox.release(seen_key)  # let the provider's retry try again
             return [self._reply(msg, self._replies.render("error", channel=msg.channel))]
 
     async def _converse(self, msg: IncomingMessage, seen_key: str | None) -> list[Reply]:
@@ -186,44 +182,7 @@ class Dispatcher:
 
     async def record(self, msg: IncomingMessage) -> None:
         """Keep a message that a channel answers without the dialogue (an SMS 退订, say)."""
-        await self._redis.xadd(self._keys.inbox(), self._inbox_fields(msg), maxlen=INBOX_MAX, approximate=True)
-
-    async def _keep(self, msg: IncomingMessage, seen_key: str | None) -> bool:
-        """Append the message to the inbox and, with a provider id, claim it; True unless a retry."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.xadd(self._keys.inbox(), self._inbox_fields(msg), maxlen=INBOX_MAX, approximate=True)
-            if seen_key:
-                pipe.set(seen_key, PENDING, nx=True, ex=PENDING_SECONDS)
-            results = await pipe.execute()
-        return bool(results[1]) if seen_key else True
-
-    def _inbox_fields(self, msg: IncomingMessage) -> dict[str, str]:
-        fields = {
-            "channel": msg.channel,
-            "user": msg.user_id,
-            "kind": msg.kind,
-            "text": msg.text,
-            "at": self._clock().isoformat(),
-        }
-        if msg.provider_message_id:
-            fields["message_id"] = msg.provider_message_id
-        if msg.location is not None:
-            fields["location"] = f"{msg.location.lat},{msg.location.lon},{msg.location.label}"
-        if msg.media_ids:
-            fields["media"] = ",".join(msg.media_ids)
-        return fields
-
-    async def _replay(self, seen_key: str, msg: IncomingMessage) -> list[Reply]:
-        """A retry gets the first attempt's answer once it exists, and never a second ticket."""
-        deadline = time.monotonic() + 3.0
-        while True:
-            stored = await self._redis.get(seen_key)
-            if stored != PENDING or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.02)
-        if not stored or stored == PENDING:
-            return []
-        return [self._reply(msg, text) for text in json.loads(stored)]
+        await self.inbox.record(msg)
 
     def _reply(self, msg: IncomingMessage, text: str) -> Reply:
         return Reply(recipient_id=msg.user_id, text=text, private=msg.in_group)

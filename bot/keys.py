@@ -43,9 +43,11 @@ class Keys:
         return f"{self.prefix}conv-lock:{channel}:{user_id}"
 
     def seen_message(self, channel: str, provider_message_id: str) -> str:
+        """A provider message's claim, then its first answer (bot/inbox.py): taken by the
+        dispatcher for a resident's, by the worker desk for a worker's or staff member's command."""
         return f"{self.prefix}seen:{channel}:{provider_message_id}"
 
-    # every message a resident sent, before anything else happens to it
+    # every message anyone sent (residents, workers, staff), before anything else happens to it
     def inbox(self) -> str:
         return f"{self.prefix}inbox"
 

@@ -262,9 +262,11 @@ class NotificationText:
 class Audiences:
     """Who a notification's audience is, as (channel, recipient) pairs.
 
-    At grid level the grid's workers get task cards (the signed task page); above it the staff
-    the directory lists for that level of the ticket's area get WeCom texts, and where it lists
-    none the dispatchers do, so that a task above the grid always reaches someone."""
+    At grid level the grid's workers, above it the staff the directory lists for that level of
+    the ticket's area; where it lists none the dispatchers, so that a task above the grid always
+    reaches someone. Whoever works the ticket where it is (the directory's post holds it) gets a
+    task card linking the signed task page; anyone else (a dispatcher, a copy to another
+    level's unit) a WeCom text, since the page would refuse them."""
 
     RESIDENT_CHANNELS: Mapping[str, str] = {"wechat_mp": "wechat_mp", "wecom": "wecom_text", "sms": "sms",
                                             "hotline": "sms"}
@@ -286,8 +288,8 @@ class Audiences:
             recipient = normalize_mobile(ticket.phone or "") if channel == "sms" else ticket.reporter_id
             return [(channel, recipient)] if recipient else []
         if audience == "assignee":
-            if state.assignee:  # the task page is for grid workers: above the grid, a text
-                return [("wecom_card" if state.level == GRID_LEVEL else "wecom_text", state.assignee)]
+            if state.assignee:
+                return [self._person(ticket, state.assignee)]
             if state.level == GRID_LEVEL:
                 return self._grid_workers(ticket)
             return self._staff(ticket, state.level, rule, template)
@@ -315,14 +317,20 @@ class Audiences:
 
     def _grid_workers(self, ticket: Ticket) -> list[tuple[str, str]]:
         grid = self._grid(ticket)
-        return [("wecom_card", w.wecom_user_id) for w in grid.workers] if grid is not None else []
+        return [self._person(ticket, w.wecom_user_id) for w in grid.workers] if grid is not None else []
+
+    def _person(self, ticket: Ticket, user_id: str) -> tuple[str, str]:
+        """A task card for someone who works the ticket at its level now, else a text."""
+        post = self._directory.post(user_id) if self._directory is not None else None
+        works = post is not None and post.holds(ticket.flow.level, ticket.grid_code)
+        return ("wecom_card" if works else "wecom_text", user_id)
 
     def _staff(self, ticket: Ticket, level: str, rule: str, template: str) -> list[tuple[str, str]]:
         """The level's staff of the ticket's area; none listed: the dispatchers, to hand it on
         (unless the same notice of the same rule goes to them anyway: once is enough)."""
         staff = self._directory.staff(level, ticket.grid_code) if self._directory is not None else ()
         if staff:
-            return [("wecom_text", w.wecom_user_id) for w in staff]
+            return [self._person(ticket, w.wecom_user_id) for w in staff]
         told = self._dispatchers_told(ticket, rule, template)
         return [] if told else [("wecom_text", u) for u in self._dispatchers]
 

@@ -48,7 +48,7 @@ class Replies:
             value = value.astimezone(self._tz)
         return cn_datetime(value)
 
-    def render(self, name: str, channel: str = "", **context: Any) -> str:
+    def render(self, name: str, /, channel: str = "", **context: Any) -> str:
         """`replies/<channel>/<name>.j2` when a channel has its own wording (SMS), else `replies/<name>.j2`."""
         candidates = [f"replies/{channel}/{name}.j2"] if channel else []
         template = self.env.select_template([*candidates, f"replies/{name}.j2"])

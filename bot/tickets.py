@@ -176,6 +176,11 @@ class TicketStore:
         await self.ensure_grid_index()
         return set(await self._redis.sunion(keys))
 
+    async def numbers_in_status(self, statuses: Iterable[str]) -> set[str]:
+        """The numbers of every ticket in any of `statuses`, with a grid or without."""
+        keys = [self._keys.tickets_by_status(s) for s in statuses]
+        return set(await self._redis.sunion(keys)) if keys else set()
+
     async def ensure_grid_index(self) -> None:
         """Add every stored ticket to the grid index unless that was done (`keys.grid_index_version`):
         tickets stored before the index existed are in no grid's set. Called at start-up, and by

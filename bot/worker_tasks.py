@@ -1,14 +1,20 @@
-"""Grid workers in WeCom: reply commands, the signed mobile task page, and group @-mentions.
+"""Grid workers and area staff in WeCom: reply commands, the signed mobile task page, and group
+@-mentions.
 
-A WeCom message comes from a worker when the sender's user id is in the grid directory. A
-worker's command (接单 / 进度 <text> / 办结 <text> / 上报 [reason] / 退回 <reason>, optionally
-with a ticket number) becomes a flow event with actor "worker" and `by` = the user id. Without
-a number it applies only when exactly one ticket fits (`WorkerDesk.candidates`); otherwise
-the worker gets the list to choose from. A worker acts only on tickets of their own grid while
-they are at grid level; another grid's ticket reads exactly like an unknown number.
+A WeCom message comes from a worker when the sender's user id is in the grid directory: a
+grid's worker, or a staff member of the district, a street or a community (`flows.Post`). A
+command (接单 / 进度 <text> / 办结 <text> / 上报 [reason] / 退回 <reason>, optionally with a
+ticket number) becomes a flow event with actor "worker" (the flow's `by: [worker]`: whoever
+works the ticket at its level) and `by` = the user id. Without a number it applies only when
+exactly one ticket fits (`WorkerDesk.candidates`); otherwise the worker gets the list to choose
+from. A grid's worker acts only on their grid's tickets while they are at grid level (an
+escalated one says it left the grid); a staff member only on the tickets of their area's grids
+at their area's level (a street's staff: level `street`; the district's: level `district`, the
+tickets without a grid too). Any other ticket reads exactly like an unknown number.
 
 The task page (`/tasks/<number>?u=&e=&s=`) is reached from the task card: the link carries the
-worker's id and an expiry, signed with HMAC-SHA256 under `service.link_secret`.
+worker's (or staff member's) id and an expiry, signed with HMAC-SHA256 under
+`service.link_secret`; it refuses what the commands refuse.
 
 In a group chat the bot hears only messages that @-mention its robot (WeCom sends nothing
 else). A worker's command there is carried out as in the app and answered in private; anything
@@ -20,13 +26,14 @@ that is not a command goes to the dialogue while one is under way.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import logging
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -43,7 +50,7 @@ from bot.media import UPLOAD, WECOM, image_type
 from bot.replies import BUILTIN_DIR, Replies
 from bot.ticketing import GRID_LEVEL, TicketService
 from bot.tickets import Ticket, TicketNotFound
-from flows import Event, Grid, GridDirectory, TransitionRefused, Worker
+from flows import Event, GridDirectory, Post, TransitionRefused, Worker
 from integrations.base import IncomingMessage, Reply
 from integrations.wechat import WorkerCommand, parse_worker_command, unspaced_command
 from integrations.wechat.work import WorkerVerb
@@ -111,7 +118,13 @@ class PhotoKeeper(Protocol):
 
 
 class WorkerDesk:
-    """The WeCom app's message handler: workers' commands, everyone else to the dispatcher.
+    """The WeCom app's message handler: the commands of grid workers and area staff, everyone
+    else to the dispatcher.
+
+    Each of their messages is kept in the inbox and done once, whatever WeChat's retries
+    (bot/inbox.py, the dispatcher's claim on the provider message id): a retry of a command that
+    changed a ticket gets the first answer (or, if it failed after the change, `already_done`)
+    and changes nothing; one that failed before anything changed is handled afresh.
 
     Photos sent in the app are fetched at once by `downloads` (WeCom keeps a media id 3 days);
     a worker's wait in Redis for their 办结 as "wecom:<media id>", task-page uploads as "upload:…".
@@ -136,6 +149,7 @@ class WorkerDesk:
         self._directory = directory
         self._replies = replies
         self._dispatcher = dispatcher
+        self._inbox = dispatcher.inbox
         self._clock = clock
         self._bot_name = bot_name
         # WeCom keeps the mention in the text: "@网格助手 楼道堆满杂物"; a robot named otherwise
@@ -143,73 +157,110 @@ class WorkerDesk:
         names = rf"@{re.escape(bot_name)}\s*|^\s*@\S+\s*" if bot_name else r"^\s*@\S+\s*"
         self._mention = re.compile(names)
 
+    def post(self, user_id: str) -> Post | None:
+        """Where the sender works tickets, if the directory lists them (a grid's or an area's)."""
+        return self._directory.post(user_id) if self._directory is not None else None
+
     async def handle(self, msg: IncomingMessage) -> list[Reply]:
         if msg.in_group:
             return await self._group(msg)
-        found = self._directory.worker(msg.user_id) if self._directory is not None else None
+        post = self.post(msg.user_id)
         if msg.kind == "image" and self.downloads is not None:
             self.downloads.keep(msg.media_ids)  # a resident's or a worker's: fetched while WeCom has it
-        if found is None:  # a resident writing to the WeCom app (a customer group member)
+        if post is None:  # a resident writing to the WeCom app (a customer group member)
             return await self._dispatcher.handle(msg)
-        worker, grid = found
         if msg.kind == "image":
-            held = await self.candidates(worker, grid, "resolve")
-            tied = held[0].number if len(held) == 1 else ""
-            await self.keep_photos(worker, tuple(f"{WECOM}{m}" for m in msg.media_ids), tied)
-            minutes = int(PHOTO_WINDOW.total_seconds() // 60)
-            return [self._say(msg, "photo_received", count=len(msg.media_ids), number=tied, minutes=minutes)]
-        if msg.kind != "text":
+            answer = await self._once(msg, lambda claim: self._photos(post, msg))
+        elif msg.kind == "text":
+            command = parse_worker_command(msg.text)
+            if command is None and await self._dispatcher.in_conversation(msg.channel, msg.user_id):
+                return await self._dispatcher.handle(msg)  # the answers to a report under way
+            answer = await self._once(msg, lambda claim: self._text(post, msg.text, command, claim))
+        else:
+            await self._inbox.record(msg)
             return []
-        answer = await self._answer(worker, grid, msg)
-        if answer is not None:
-            return [self._say(msg, answer[0], **answer[1])]
-        if await self._dispatcher.in_conversation(msg.channel, msg.user_id):
-            return await self._dispatcher.handle(msg)
-        return [self._say(msg, "help", name=worker.name)]
+        return [Reply(recipient_id=msg.user_id, text=text) for text in answer]
 
-    async def _answer(
-        self, worker: Worker, grid: Grid, msg: IncomingMessage
-    ) -> tuple[str, dict[str, object]] | None:
-        """(reply template, context) for a worker's command, or for a verb run into its words
-        while no report is under way; None when the text is not for the desk."""
-        command = parse_worker_command(msg.text)
+    async def _once(self, msg: IncomingMessage, work: Callable[[str | None], Awaitable[list[str]]]) -> list[str]:
+        """`work`'s answer, done once for the message: kept and claimed by its provider id (the
+        claim goes to `work`, which settles it as soon as it has changed a ticket)."""
+        claim = self._inbox.claim_key(msg)
+        first = await self._inbox.keep(msg, claim)
+        if claim is not None and not first:
+            log_event(log, "worker_retry_replayed", worker=msg.user_id, message_id=msg.provider_message_id)
+            return await self._inbox.replay(claim)
+        try:
+            answer = await work(claim)
+        except Exception:
+            await self._inbox.release(claim)  # its retry is handled afresh, unless a change was settled
+            raise
+        await self._inbox.settle(claim, answer)
+        return answer
+
+    async def _photos(self, post: Post, msg: IncomingMessage) -> list[str]:
+        held = await self.candidates(post, "resolve")
+        tied = held[0].number if len(held) == 1 else ""
+        minutes = int(PHOTO_WINDOW.total_seconds() // 60)
+        # rendered first: a broken template keeps nothing, and the retry keeps them once
+        answer = [self._render("photo_received", count=len(msg.media_ids), number=tied, minutes=minutes)]
+        await self.keep_photos(post.person, tuple(f"{WECOM}{m}" for m in msg.media_ids), tied)
+        return answer
+
+    async def _text(self, post: Post, text: str, command: WorkerCommand | None, claim: str | None) -> list[str]:
+        """The answer to a command, or to a verb run into its words ("办结已清理完毕": the form
+        that would have worked, acting on nothing; "进度怎么样了" reads the same way), else help."""
         if command is not None:
-            return await self._command(worker, grid, command)
-        guess = unspaced_command(msg.text)
-        if guess is None or await self._dispatcher.in_conversation(msg.channel, msg.user_id):
-            return None
-        # "办结已清理完毕": show the form, act on nothing ("进度怎么样了" reads the same way)
-        example = guess.argument[:30] if guess.needs_argument else ""
-        return "add_space", {"word": guess.word, "action": VERB_NAMES[guess.verb], "example": example}
+            template, context = await self._command(post, command, claim)
+        elif (guess := unspaced_command(text)) is not None:
+            example = guess.argument[:30] if guess.needs_argument else ""
+            template, context = "add_space", {"word": guess.word, "action": VERB_NAMES[guess.verb], "example": example}
+        else:
+            template, context = "help", {"name": post.person.name}
+        return [self._render(template, **context)]
 
-    async def _command(self, worker: Worker, grid: Grid, command: WorkerCommand) -> tuple[str, dict[str, object]]:
+    async def _command(
+        self, post: Post, command: WorkerCommand, claim: str | None
+    ) -> tuple[str, dict[str, object]]:
         if command.missing_argument:
             return "missing_argument", {"verb": VERB_NAMES[command.verb]}
         number = command.ticket_number
         if number is None:  # a bare command: only the one ticket it can mean, else ask which
-            candidates = await self.candidates(worker, grid, command.verb)
+            candidates = await self.candidates(post, command.verb)
             if len(candidates) != 1:
                 views = [self._tickets.view(t) for t in candidates[:MAX_LISTED]]
                 return "which_ticket", {"action": VERB_NAMES[command.verb], "word": command.word,
                                         "needs_argument": command.needs_argument, "tickets": views,
                                         "total": len(candidates)}
             number = candidates[0].number
-        return await self.act(worker, grid, number, command)
+        return await self.act(post, number, command, claim)
+
+    def refusal(self, post: Post, number: str, ticket: Ticket | None) -> tuple[str, dict[str, object]] | None:
+        """(reply template, context) when the ticket is not the post's to work now, else None.
+        Another area's ticket reads exactly like an unknown number, and so, for staff, does one
+        of their area at another level; a grid's own ticket that left the grid says so."""
+        person = post.person.wecom_user_id
+        if ticket is None or not post.covers(ticket.grid_code):
+            log_event(log, "worker_refused_ticket", worker=person, ticket=number)
+            return self._not_found(post, number)
+        if ticket.flow.level != post.level:
+            log_event(log, "worker_refused_level", worker=person, ticket=number, at=ticket.flow.level)
+            if post.level == GRID_LEVEL:  # escalated: the street's (or higher) now, not the grid's
+                return "left_grid", {"number": number, "level": self._tickets.view(ticket).level_name}
+            return self._not_found(post, number)
+        return None
 
     async def act(
-        self, worker: Worker, grid: Grid, number: str, command: WorkerCommand
+        self, post: Post, number: str, command: WorkerCommand, claim: str | None = None
     ) -> tuple[str, dict[str, object]]:
-        """(reply template, its context) after applying the command to a ticket of the worker's grid."""
-        ticket = await self._tickets.store.get(number)
-        if ticket is None or ticket.grid_code != grid.code:
-            log_event(log, "worker_refused_ticket", worker=worker.wecom_user_id, ticket=number)
-            return "not_found", {"number": number}
-        if ticket.flow.level != GRID_LEVEL:  # escalated: the street's (or higher) now, not the grid's
-            log_event(log, "worker_refused_level", worker=worker.wecom_user_id, ticket=number, at=ticket.flow.level)
-            return "left_grid", {"number": number, "level": self._tickets.view(ticket).level_name}
+        """(reply template, its context) after applying the command to a ticket the post works;
+        `claim`: the message's (bot/inbox.py), settled the moment the ticket has changed."""
+        refused = self.refusal(post, number, await self._tickets.store.get(number))
+        if refused is not None:
+            return refused
+        person = post.person
         data: list[tuple[str, str]] = []
         note = command.argument
-        photos = await self._photos_for(worker, number) if command.verb == "resolve" else []
+        photos = await self._photos_for(person, number) if command.verb == "resolve" else []
         if photos:
             data.append(("photos", ",".join(p.reference for _, p in photos)))
             note = f"{note}（附照片{len(photos)}张）"
@@ -217,40 +268,41 @@ class WorkerDesk:
             data.append(("note", note))
         if command.verb == "return" and command.argument:
             data.append(("reason", command.argument))
-        event = Event(kind=command.verb, actor="worker", at=self._clock(), data=tuple(data), by=worker.wecom_user_id)
+        # the flow's `worker` is whoever works the ticket at its level: a grid's worker or an area's staff
+        event = Event(kind=command.verb, actor="worker", at=self._clock(), data=tuple(data), by=person.wecom_user_id)
+        # rendered before the change: a broken template fails while nothing has happened yet
+        interim = [self._render("already_done", number=number)] if claim else []
         try:
             moved = await self._tickets.act(number, event)
         except TransitionRefused as exc:
             return "refused", {"number": number, "reason": exc.reason}
         except TicketNotFound:
-            return "not_found", {"number": number}
+            return self._not_found(post, number)
+        await self._inbox.settle(claim, interim)  # committed: from here on a retry replays, never acts
         if photos:  # only now: a refused 办结 keeps them for the next one
-            await self._forget_photos(worker, [raw for raw, _ in photos])
-        log_event(log, "worker_acted", worker=worker.wecom_user_id, ticket=number, verb=command.verb)
+            await self._forget_photos(person, [raw for raw, _ in photos])
+        log_event(log, "worker_acted", worker=person.wecom_user_id, ticket=number, verb=command.verb)
         attached = len(photos) if command.verb == "resolve" else None
         return "done", {"verb": VERB_NAMES[command.verb], "t": self._tickets.view(moved), "photos": attached}
 
-    async def candidates(self, worker: Worker, grid: Grid, verb: WorkerVerb) -> list[Ticket]:
-        """The tickets a bare command may mean: of the worker's grid, at grid level, in a status
-        the flow lets a worker `verb` from; for 接单 not yet anyone else's, for the rest this
-        worker's own (accepted by them)."""
+    async def candidates(self, post: Post, verb: WorkerVerb) -> list[Ticket]:
+        """The tickets a bare command may mean: the post's (of its grids, at its level), in a
+        status the flow lets a worker `verb` from; for 接单 not yet anyone else's, for the rest
+        this person's own (accepted by them)."""
         flow = self._tickets.flow
+        store = self._tickets.store
         statuses = {s for t in flow.transitions if t.event == verb and "worker" in t.actors for s in t.sources}
-        numbers = await self._tickets.store.numbers_in_grid(grid.code, statuses)
-        holders = (None, worker.wecom_user_id) if verb == "accept" else (worker.wecom_user_id,)
+        if post.covers(None):  # the district's: the tickets without a grid too
+            numbers = await store.numbers_in_status(statuses)
+        else:  # a grid's, or the union of an area's grids (the per-grid index, side by side)
+            found = await asyncio.gather(*(store.numbers_in_grid(code, statuses) for code in post.grids))
+            numbers = set().union(*found)
+        me = post.person.wecom_user_id
+        holders = (None, me) if verb == "accept" else (me,)
         return [
-            t for t in await self._tickets.store.get_many(sorted(numbers))
-            if t.grid_code == grid.code and t.flow.level == GRID_LEVEL and t.status in statuses
-            and t.flow.assignee in holders
+            t for t in await store.get_many(sorted(numbers))
+            if post.holds(t.flow.level, t.grid_code) and t.status in statuses and t.flow.assignee in holders
         ]
-
-    async def own_ticket(self, user_id: str, number: str) -> tuple[Worker, Grid, Ticket] | None:
-        """The worker and the ticket, if the ticket belongs to the worker's grid."""
-        found = self._directory.worker(user_id) if self._directory is not None else None
-        ticket = await self._tickets.store.get(number)
-        if found is None or ticket is None or ticket.grid_code != found[1].code:
-            return None
-        return found[0], found[1], ticket
 
     async def keep_photos(self, worker: Worker, references: tuple[str, ...], ticket: str) -> None:
         """Photos for a 办结: "wecom:<media id>" or "upload:<number>/<name>", for `ticket` when
@@ -284,10 +336,13 @@ class WorkerDesk:
         if msg.kind != "text":
             return []
         private = replace(msg, in_group=False, group_id=None, text=self._mention.sub("", msg.text).strip())
-        found = self._directory.worker(msg.user_id) if self._directory is not None else None
-        answer = await self._answer(*found, private) if found is not None else None
-        if answer is not None:
-            notice, answers = "answered_in_private", [self._say(private, answer[0], **answer[1])]
+        post = self.post(msg.user_id)
+        command = parse_worker_command(private.text)
+        mistyped = command is None and unspaced_command(private.text) is not None \
+            and not await self._dispatcher.in_conversation(private.channel, private.user_id)
+        if post is not None and (command is not None or mistyped):
+            answer = await self._once(private, lambda claim: self._text(post, private.text, command, claim))
+            notice, answers = "answered_in_private", [Reply(recipient_id=msg.user_id, text=t) for t in answer]
         else:
             notice, answers = "moved_to_private", await self._dispatcher.handle(private)
         to_group = Reply(
@@ -297,12 +352,16 @@ class WorkerDesk:
         )
         return [to_group, *(replace(r, private=True) for r in answers)]
 
-    def _say(self, msg: IncomingMessage, template: str, **context: object) -> Reply:
-        return Reply(recipient_id=msg.user_id, text=self._replies.render(template, channel="worker", **context))
+    def _not_found(self, post: Post, number: str) -> tuple[str, dict[str, object]]:
+        return "not_found", {"number": number, "at_grid": post.level == GRID_LEVEL, "unit": post.name}
+
+    def _render(self, template: str, **context: object) -> str:
+        return self._replies.render(template, channel="worker", **context)
 
 
 class TaskPages:
-    """GET/POST /tasks/{number}: the worker's mobile task page behind a signed link."""
+    """GET/POST /tasks/{number}: the mobile task page of a worker or staff member, behind a
+    signed link."""
 
     def __init__(
         self, desk: WorkerDesk, links: TaskLinks, tickets: TicketService, replies: Replies, media_dir: Path
@@ -317,27 +376,30 @@ class TaskPages:
         )
         self._env.filters["cn_datetime"] = replies.env.filters["cn_datetime"]
 
-    async def _authorised(self, request: web.Request, fields: dict[str, str]) -> tuple[Worker, Grid, Ticket]:
+    async def _authorised(self, request: web.Request, fields: dict[str, str]) -> tuple[Post, Ticket]:
+        """The post and its ticket for a valid link; else a refusal page that shows nothing of the
+        ticket (for a grid's own escalated ticket, only that it left the grid)."""
         number = request.match_info["number"]
         user, expires, signature = fields.get("u", ""), fields.get("e", ""), fields.get("s", "")
-        owned = await self._desk.own_ticket(user, number) if self._links.verify(number, user, expires, signature) \
-            else None
-        if owned is None:
-            log_event(log, "task_link_refused", logging.WARNING, ticket=number, peer=request.remote or "")
-            raise web.HTTPForbidden(text=self._page("tasks/refused.html"), content_type="text/html",
-                                    headers=PAGE_HEADERS)
-        if owned[2].flow.level != GRID_LEVEL:  # escalated: nothing of it shows, nothing may be done
-            view = self._tickets.view(owned[2])
-            raise web.HTTPForbidden(text=self._page("tasks/left_grid.html", number=number, level=view.level_name),
-                                    content_type="text/html", headers=PAGE_HEADERS)
-        return owned
+        post = self._desk.post(user) if self._links.verify(number, user, expires, signature) else None
+        ticket = await self._tickets.store.get(number) if post is not None else None
+        refused = self._desk.refusal(post, number, ticket) if post is not None else None
+        if post is not None and ticket is not None and refused is None:
+            return post, ticket
+        if refused is not None and refused[0] == "left_grid":
+            raise self._forbidden("tasks/left_grid.html", **refused[1])
+        log_event(log, "task_link_refused", logging.WARNING, ticket=number, peer=request.remote or "")
+        raise self._forbidden("tasks/refused.html")
+
+    def _forbidden(self, page: str, **context: object) -> web.HTTPForbidden:
+        return web.HTTPForbidden(text=self._page(page, **context), content_type="text/html", headers=PAGE_HEADERS)
 
     def _page(self, name: str, **context: object) -> str:
         return self._env.get_template(name).render(**context)
 
     async def show(self, request: web.Request) -> web.Response:
-        worker, _, ticket = await self._authorised(request, dict(request.query))
-        return self._html(ticket, worker, dict(request.query), message="")
+        post, ticket = await self._authorised(request, dict(request.query))
+        return self._html(ticket, post.person, dict(request.query), message="")
 
     def _html(
         self, ticket: Ticket, worker: Worker, auth: dict[str, str], message: str, status: int = 200
@@ -357,7 +419,8 @@ class TaskPages:
         else:
             form = await request.post()
             fields, photo = {k: v for k, v in form.items() if isinstance(v, str)}, None
-        worker, grid, ticket = await self._authorised(request, fields)
+        post, ticket = await self._authorised(request, fields)
+        worker = post.person
         verb = fields.get("action", "")
         if verb not in VERB_NAMES:
             raise web.HTTPBadRequest(text="unknown action")
@@ -372,7 +435,7 @@ class TaskPages:
         else:
             if verb == "resolve" and photo is not None and kind is not None:
                 await self._desk.keep_photos(worker, (self._save_photo(ticket.number, kind, photo),), ticket.number)
-            template, context = await self._desk.act(worker, grid, ticket.number, command)
+            template, context = await self._desk.act(post, ticket.number, command)
             message = self._replies.render(template, channel="worker", **context)
         after = await self._tickets.store.get(ticket.number) or ticket
         return self._html(after, worker, fields, message=message)

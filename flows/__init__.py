@@ -5,7 +5,7 @@
 
 from flows.calendar import CalendarError, Duration, WorkCalendar
 from flows.check import FlowError, check_flow_file, check_flow_text, load_flow, load_flow_text
-from flows.directory import Area, DirectoryError, Grid, GridDirectory, Worker
+from flows.directory import Area, DirectoryError, Grid, GridDirectory, Post, Worker
 from flows.engine import (
     Action,
     Event,
@@ -34,6 +34,7 @@ __all__ = [
     "FlowError",
     "Grid",
     "GridDirectory",
+    "Post",
     "Problem",
     "SimStep",
     "StepResult",

@@ -4,8 +4,8 @@ One YAML file per district: streets → communities → grids; each grid has its
 (WeCom user id, name, phone), its compound and building names (aliases), an optional
 group-robot key and its polygon as [lon, lat] points. The district, each street and each
 community may list its staff, people of the same shape as workers: they take the tickets
-escalated above the grid (`staff`). Coordinates must be in the system the
-locations arrive in — WeChat in mainland China reports GCJ-02.
+above the grid (`staff`) and work them as workers do theirs (`post`). Coordinates must be in
+the system the locations arrive in — WeChat in mainland China reports GCJ-02.
 
 Routing: a point → the grid whose polygon covers it (an STRtree finds candidates); an
 address in text → the grid whose alias (or name) it mentions, the longest match winning; a
@@ -67,6 +67,27 @@ class Area:
 
 
 @dataclass(frozen=True, slots=True)
+class Post:
+    """Where someone in the directory works tickets: a grid's worker, the grid's at grid level;
+    an area's staff member, those of the area's grids at the area's level (the district's staff
+    also those without a grid, which `GridDirectory.staff` gives them too)."""
+
+    person: Worker
+    level: str  # grid | community | street | district
+    code: str  # the grid's or the area's
+    name: str
+    grids: frozenset[str]
+
+    def covers(self, grid_code: str | None) -> bool:
+        """A ticket of this grid (None: without one) is in the post's area."""
+        return grid_code in self.grids if grid_code else self.level == "district"
+
+    def holds(self, level: str, grid_code: str | None) -> bool:
+        """The post works a ticket that is at `level` now, of this grid."""
+        return level == self.level and self.covers(grid_code)
+
+
+@dataclass(frozen=True, slots=True)
 class Grid:
     code: str
     name: str
@@ -113,7 +134,12 @@ class GridDirectory:
         for shape in self._shapes:
             shapely.prepare(shape)
         self._tree = STRtree(self._shapes)
-        self._workers = {w.wecom_user_id: (w, g) for g in self.grids for w in g.workers}
+        self._posts = {w.wecom_user_id: Post(w, "grid", g.code, g.name, frozenset({g.code}))
+                       for g in self.grids for w in g.workers}
+        for area in self._areas:
+            covered = frozenset(g.code for g in self.grids if g.area_code(area.level) == area.code)
+            self._posts.update((w.wecom_user_id, Post(w, area.level, area.code, area.name, covered))
+                               for w in area.staff)
         grid_names: dict[str, set[str]] = {}
         for g in self.grids:
             for alias in (g.name, *g.aliases):
@@ -180,8 +206,9 @@ class GridDirectory:
         """Every district, street, community, grid and alias name: the NLU's lookup table."""
         return self._places
 
-    def worker(self, wecom_user_id: str) -> tuple[Worker, Grid] | None:
-        return self._workers.get(wecom_user_id)
+    def post(self, wecom_user_id: str) -> Post | None:
+        """Where a grid worker or an area's staff member works tickets (a WeCom id is listed once)."""
+        return self._posts.get(wecom_user_id)
 
     def areas(self) -> tuple[Area, ...]:
         """The district, then each street followed by its communities, as in the file."""

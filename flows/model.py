@@ -8,7 +8,9 @@ from fractions import Fraction
 
 from flows.calendar import Duration, WorkCalendar
 
-ACTORS: dict[str, str] = {"resident": "居民", "worker": "网格员", "dispatcher": "坐席", "system": "系统"}
+# "worker": whoever works a ticket at its level, a grid's worker or a community's, street's or
+# district's staff member (the grid directory says who: bot/worker_tasks.py)
+ACTORS: dict[str, str] = {"resident": "居民", "worker": "承办人", "dispatcher": "坐席", "system": "系统"}
 
 # The events the application sends (besides "timer"), with what a resident would call them.
 EVENT_NAMES: dict[str, str] = {

@@ -33,7 +33,7 @@ def test_the_ladders_and_colours_are_drawn(flow: Flow) -> None:
 
 def test_transitions_are_labelled_with_event_and_actor(flow: Flow) -> None:
     shown = " ".join(texts(render_svg(flow)))
-    assert "受理（网格员）" in shown
+    assert "受理（承办人）" in shown
     assert "⚙不满意，升一级重办" in shown  # a move a rule makes
     # withdraw is open to seven statuses: written once under the graph, not drawn seven times
     assert sum("撤回（居民/坐席）" in t for t in texts(render_svg(flow))) == 1

@@ -111,13 +111,16 @@ def test_place_names_feed_the_nlu(directory: GridDirectory) -> None:
 
 
 def test_a_worker_and_their_grid(directory: GridDirectory) -> None:
-    found = directory.worker("LiuYang01")
-    assert found is not None
-    worker, grid = found
-    assert (worker.name, worker.phone, grid.code, grid.community, grid.street) == (
-        "刘洋", "13800010000", "500199001001-02", "金桥社区", "青枫街道"
+    post = directory.post("LiuYang01")
+    assert post is not None
+    grid = directory.grid(post.code)
+    assert grid is not None
+    assert (post.person.name, post.person.phone, post.level, grid.code, grid.community, grid.street) == (
+        "刘洋", "13800010000", "grid", "500199001001-02", "金桥社区", "青枫街道"
     )
-    assert directory.worker("nobody") is None
+    assert post.holds("grid", grid.code) and not post.holds("street", grid.code)
+    assert not post.holds("grid", "500199001001-01")  # the grid next door
+    assert directory.post("nobody") is None
 
 
 def test_the_staff_for_a_grids_ticket_at_each_level(directory: GridDirectory) -> None:
@@ -134,7 +137,20 @@ def test_the_staff_for_a_grids_ticket_at_each_level(directory: GridDirectory) ->
     [district, street, *_] = directory.areas()
     assert (district.level, district.name, street.level, street.name) == ("district", "示例区", "street", "青枫街道")
     assert street.staff[1].role == "街道综合行政执法大队队长" and street.staff[1].phone == "13800910001"
-    assert directory.worker("HanBo91") is None  # staff are not grid workers: no grid's commands
+
+def test_staff_work_their_areas_tickets_at_their_level(directory: GridDirectory) -> None:
+    jinqiao, songlin, linjiang = "500199001001-01", "500199001002-01", "500199003002-02"
+    street = directory.post("HanBo91")  # 青枫街道: 金桥社区 and 松林社区
+    assert street is not None and (street.level, street.name, street.person.name) == ("street", "青枫街道", "韩波")
+    assert street.holds("street", jinqiao) and street.holds("street", songlin)
+    assert not street.holds("street", linjiang) and not street.holds("grid", jinqiao)
+    assert not street.holds("district", jinqiao) and not street.holds("street", None)
+    community = directory.post("TangMing94")  # 金桥社区
+    assert community is not None and community.holds("community", jinqiao)
+    assert not community.holds("community", songlin) and not community.holds("street", jinqiao)
+    district = directory.post("QinHai90")
+    assert district is not None and district.holds("district", linjiang) and district.holds("district", None)
+    assert not district.holds("street", linjiang)
 
 
 def test_staff_are_optional_and_read_at_every_level() -> None:

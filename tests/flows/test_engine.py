@@ -135,11 +135,11 @@ def test_yellow_card_at_the_deadline_and_red_at_twice_then_escalation(flow: Flow
     }
     assert [a.rule for a in escalated.actions if a.kind not in ("schedule", "cancel_timers")] == [
         "red_card", "red_card", "red_card", "red_card", "restart_deadline", "push_task_above_grid",
-        "push_task_above_grid", "push_task_above_grid", "tell_escalated",
+        "push_task_above_grid", "tell_grid_group_moved_up", "tell_escalated",
     ]
     # the street's task goes to its assignee (the street's staff); the grid's group hears it left the grid
-    assert [a.param("to") for a in escalated.actions if a.rule == "push_task_above_grid" and a.kind == "notify"] == [
-        "assignee", "grid_group"
+    assert [(a.rule, a.param("to")) for a in escalated.actions if a.kind == "notify" and "grid" in a.rule] == [
+        ("push_task_above_grid", "assignee"), ("tell_grid_group_moved_up", "grid_group")
     ]
 
 

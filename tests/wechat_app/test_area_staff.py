@@ -1,4 +1,5 @@
-"""Tickets above the grid reach the staff the directory lists for the community, street or district.
+"""Tickets above the grid reach the staff the directory lists for the community, street or district,
+as task cards like the grid workers' (the staff work them the same way: tests/wechat_app/test_staff_desk.py).
 
 flows/directory/sample.yaml: 青枫街道 (HanBo91, FengXue91) and 示例区 (QinHai90, DuLi90) have staff,
 so does 金桥社区 (TangMing94); 松林社区 has none, so its tickets go to the dispatchers (Dispatcher01).
@@ -34,33 +35,43 @@ def _texts(service: Service, since: int = 0) -> dict[tuple[str, ...], list[str]]
     return out
 
 
+def _cards(service: Service, since: int = 0) -> dict[tuple[str, ...], list[str]]:
+    """The WeCom app task cards sent since the `since`-th app message, by recipient: title and
+    description, one text each."""
+    out: dict[tuple[str, ...], list[str]] = {}
+    for m in service.fake.sent_to("wecom_app")[since:]:
+        if m.msgtype == "textcard":
+            out.setdefault(m.to, []).append(f"{m.title}\n{m.content}")
+    return out
+
+
 async def _run_timers(service: Service) -> None:
     services = service.client.app[SERVICES]
     await TimerRunner(services.redis, services.keys, services.tickets, service.clock).run_once()
     await service.outbox.run_once()
 
 
-async def test_a_workers_escalation_reaches_the_street_staff_with_what_they_need(service: Service):
+async def test_a_workers_escalation_reaches_the_street_staff_as_a_task_card_with_what_they_need(service: Service):
     number = await _report(service, "o-street", "金桥小区门口垃圾好几天没人清理了，臭得很，我电话13912345678", 7000)
     await service.outbox.run_once()
     before = len(service.fake.sent_to("wecom_app"))
     assert "已上报" in await service.worker("ZhangFang00", f"上报 {number} 需要街道协调", 7010)
     await service.outbox.run_once()
 
-    told = _texts(service, before)
-    assert set(told) == STREET_STAFF  # neither the dispatchers nor the other streets
-    [text] = told[("HanBo91",)]
-    for shown in (number, "环境卫生", "红色", "承办：街道（青枫街道），已上报", "金桥小区（金桥社区第一网格）",
-                  "门口垃圾好几天没人清理了", "上报原因：需要街道协调", "时限：11月25日（周三）10:00",
-                  "请及时受理办理"):
-        assert shown in text, (shown, text)
-    assert "13912345678" not in text and "139****5678" in text
-    assert "转交" not in text  # they are the ones to do it
-    assert not [m for m in service.fake.sent_to("wecom_app")[before:] if m.msgtype == "textcard"]
+    sent = service.fake.sent_to("wecom_app")[before:]
+    assert {(m.to, m.msgtype) for m in sent} == {(("HanBo91",), "textcard"), (("FengXue91",), "textcard")}
+    [card] = [m for m in sent if m.to == ("HanBo91",)]  # neither the dispatchers nor the other streets
+    assert card.title == f"【新工单】{number}" and card.btntxt == "处理工单"
+    for shown in ("环境卫生", "红色", "街道（青枫街道）", "金桥小区（金桥社区第一网格）", "门口垃圾好几天没人清理了",
+                  "上报原因：需要街道协调", "时限：11月25日（周三）10:00"):
+        assert shown in card.content, (shown, card.content)
+    assert "13912345678" not in card.content and "139****5678" in card.content
+    assert f"/tasks/{number}?u=HanBo91&" in card.url  # their own signed task page
     services = service.client.app[SERVICES]
     pushed = [s for s in await deliveries(services.redis, services.keys, number)
-              if s.template == "notify/task_assigned" and s.audience == "assignee" and s.channel == "wecom_text"]
-    assert {(s.recipient, s.status) for s in pushed} == {("HanBo91", "sent"), ("FengXue91", "sent")}
+              if s.template == "notify/task_assigned" and s.audience == "assignee" and s.recipient != "ZhangFang00"]
+    assert {(s.channel, s.recipient, s.status) for s in pushed} == {("wecom_card", "HanBo91", "sent"),
+                                                                     ("wecom_card", "FengXue91", "sent")}
 
 
 async def test_the_street_is_reminded_and_a_red_card_takes_the_ticket_to_the_district_staff(service: Service):
@@ -72,7 +83,7 @@ async def test_the_street_is_reminded_and_a_red_card_takes_the_ticket_to_the_dis
     service.clock.advance(days=1)  # 11-25 10:00: the street's deadline, not accepted yet
     before = len(service.fake.sent_to("wecom_app"))
     await _run_timers(service)
-    told = _texts(service, before)
+    told = _cards(service, before)
     assert any("催办" in t and number in t for t in told[("HanBo91",)])
     assert any("黄牌" in t and number in t for t in told[("FengXue91",)])
     assert not set(told) & DISTRICT_STAFF
@@ -82,11 +93,10 @@ async def test_the_street_is_reminded_and_a_red_card_takes_the_ticket_to_the_dis
     await _run_timers(service)
     ticket = await service.client.app[SERVICES].tickets.store.get(number)
     assert (ticket.status, ticket.flow.level) == ("escalated", "district")
-    told = _texts(service, before)
     for staff in DISTRICT_STAFF:
-        [task] = [t for t in told[staff] if t.startswith("【新工单】")]
-        assert number in task and "承办：区（示例区）" in task and "已亮红牌" in task
-    assert not [t for t in told.get(("Dispatcher01",), []) if t.startswith("【新工单】")]
+        [task] = [t for t in _cards(service, before)[staff] if t.startswith("【新工单】")]
+        assert number in task and "区（示例区）" in task and "已亮红牌" in task
+    assert not [t for t in _texts(service, before).get(("Dispatcher01",), []) if t.startswith("【新工单】")]
 
 
 async def test_a_community_without_staff_falls_back_to_the_dispatchers_once(service: Service):
@@ -95,9 +105,9 @@ async def test_a_community_without_staff_falls_back_to_the_dispatchers_once(serv
     staffed = await _report(service, "o-jinqiao", f"金桥小区{complaint}13912345678", 7200)
     unstaffed = await _report(service, "o-songlin", f"松林苑小区{complaint}13912345670", 7210)
     await service.outbox.run_once()
-    told = _texts(service)
-    assert [staffed in t for t in told[("TangMing94",)]] == [True]  # 金桥社区's own staff
-    [handed] = told[("Dispatcher01",)]
+    assert [staffed in t for t in _cards(service)[("TangMing94",)]] == [True]  # 金桥社区's own staff
+    assert ("TangMing94",) not in _texts(service)
+    [handed] = _texts(service)[("Dispatcher01",)]  # to hand on: a text, the task page is not theirs
     assert unstaffed in handed and "承办：社区（松林社区）" in handed and "请转交承办单位办理" in handed
     assert "13912345670" not in handed
 
@@ -109,7 +119,7 @@ async def test_a_community_without_staff_falls_back_to_the_dispatchers_once(serv
     assert len(cards) == 1
 
 
-async def test_a_street_ticket_assigned_to_a_staff_member_comes_as_text_not_a_task_card(service: Service):
+async def test_a_street_ticket_assigned_to_a_staff_member_comes_as_their_task_card(service: Service):
     number = await service.report("o-assigned")
     await service.outbox.run_once()
     await service.worker("ZhangFang00", f"上报 {number} 需要街道协调", 7310)
@@ -119,9 +129,23 @@ async def test_a_street_ticket_assigned_to_a_staff_member_comes_as_text_not_a_ta
     await services.tickets.act(number, Event("assign", "dispatcher", service.clock(), data=(("worker", "FengXue91"),)))
     await service.outbox.run_once()
     sent = service.fake.sent_to("wecom_app")[before:]
-    # the signed task page refuses tickets above the grid: a card linking to it would lead nowhere
-    assert [(m.to, m.msgtype) for m in sent] == [(("FengXue91",), "text")]
-    assert number in sent[0].content
+    assert [(m.to, m.msgtype) for m in sent] == [(("FengXue91",), "textcard")]
+    assert number in sent[0].title and "u=FengXue91&" in sent[0].url
+
+
+async def test_a_street_ticket_assigned_to_someone_the_directory_does_not_list_comes_as_text(service: Service):
+    number = await service.report("o-assigned-out")
+    await service.outbox.run_once()
+    await service.worker("ZhangFang00", f"上报 {number} 需要街道协调", 7320)
+    await service.outbox.run_once()
+    before = len(service.fake.sent_to("wecom_app"))
+    services = service.client.app[SERVICES]
+    for worker in ("CaoLei92", "ZhangFang00"):  # 云岭街道's staff; 青枫街道's grid worker
+        await services.tickets.act(number, Event("assign", "dispatcher", service.clock(), data=(("worker", worker),)))
+    await service.outbox.run_once()
+    sent = service.fake.sent_to("wecom_app")[before:]
+    # the task page would refuse them: a card linking to it would lead nowhere
+    assert [(m.to, m.msgtype) for m in sent] == [(("CaoLei92",), "text"), (("ZhangFang00",), "text")]
 
 
 async def test_a_copy_to_a_street_unit_reaches_that_streets_staff(service: Service):
@@ -153,7 +177,7 @@ async def test_the_streets_own_cards_reach_the_street_even_when_the_ticket_moved
     await TimerRunner(services.redis, services.keys, services.tickets, service.clock).run_once()
     await service.outbox.run_once()
     assert (await services.tickets.store.get(number)).flow.level == "district"
-    told = _texts(service, before)
+    told = _cards(service, before)
     street = [t for staff in STREET_STAFF for t in told.get(staff, [])]
     assert any("黄牌" in t and number in t for t in street), told  # written while the street held it
     for staff in DISTRICT_STAFF:
