@@ -194,7 +194,7 @@ async def test_a_red_card_reaches_the_street_that_let_it_lapse_and_the_district_
     service.clock.advance(days=1)
     before = len(service.fake.sent_to("wecom_app"))
     await _run_timers(service)  # twice the deadline: red card, then up to the district
-    told = _texts(service, before)
+    told = _cards(service, before)
     assert any("红牌" in t and number in t for staff in STREET_STAFF for t in told.get(staff, []))
     for staff in DISTRICT_STAFF:
         assert any(t.startswith("【新工单】") and number in t for t in told[staff])
