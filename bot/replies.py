@@ -23,15 +23,40 @@ def cn_datetime(value: datetime | str | None) -> str:
     return f"{value.month}月{value.day}日（周{_WEEKDAYS[value.weekday()]}）{value:%H:%M}"
 
 
+class _OverridableLoader(jinja2.BaseLoader):
+    """Admins' overrides first, then the shipped templates. A template read from the shipped files
+    is read again once an override of it appears, whichever process saved it: Jinja2 would
+    otherwise keep checking only the shipped file and never look for the override."""
+
+    def __init__(self, override_dir: Path | None) -> None:
+        self._override_dir = override_dir
+        self._override = jinja2.FileSystemLoader(str(override_dir)) if override_dir is not None else None
+        self._builtin = jinja2.FileSystemLoader(str(BUILTIN_DIR))
+
+    def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str | None, Any]:
+        if self._override is not None:
+            try:
+                return self._override.get_source(environment, template)
+            except jinja2.TemplateNotFound:
+                pass
+        source, filename, uptodate = self._builtin.get_source(environment, template)
+        if self._override_dir is None:
+            return source, filename, uptodate
+        override = self._override_dir.joinpath(*jinja2.loaders.split_template_path(template))
+        return source, filename, lambda: uptodate() and not override.exists()
+
+    def list_templates(self) -> list[str]:
+        names = set(self._builtin.list_templates())
+        if self._override is not None:
+            names |= set(self._override.list_templates())
+        return sorted(names)
+
+
 class Replies:
     def __init__(self, override_dir: Path | None = None, tz: Any = None) -> None:
-        loaders: list[jinja2.BaseLoader] = []
-        if override_dir is not None:
-            loaders.append(jinja2.FileSystemLoader(str(override_dir)))
-        loaders.append(jinja2.FileSystemLoader(str(BUILTIN_DIR)))
         self._tz = tz
         self.env = jinja2.Environment(
-            loader=jinja2.ChoiceLoader(loaders),
+            loader=_OverridableLoader(override_dir),
             autoescape=False,  # plain-text chat replies; HTML pages use their own environment
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,

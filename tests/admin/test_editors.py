@@ -249,3 +249,16 @@ async def test_admin_moves_an_open_ticket_to_the_new_flow_version(client, redis,
     moved = await services_of(client).tickets.store.get(ticket.number)
     assert moved.flow.flow_version == new_version
     assert moved.flow.deadline < ticket.flow.deadline  # yellow now has 10 working days instead of 22
+
+
+def test_an_override_saved_by_another_process_is_used_at_once_even_for_a_template_already_read(tmp_path):
+    from bot.replies import Replies
+
+    replies = Replies(override_dir=tmp_path)
+    shipped = replies.render("thanks")
+    assert shipped  # read (and cached) from the shipped file
+    (tmp_path / "replies").mkdir()
+    (tmp_path / "replies" / "thanks.j2").write_text("不客气，祝您生活愉快！", encoding="utf-8")
+    assert replies.render("thanks") == "不客气，祝您生活愉快！"
+    (tmp_path / "replies" / "thanks.j2").unlink()  # the admin reverts it
+    assert replies.render("thanks") == shipped
