@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -32,6 +33,16 @@ TEMPLATE_ID = "TPL-status-change"
 LINK_SECRET = "link-secret-for-tests"
 NUMBER = re.compile(r"WG\d{12}")
 DIRECTORY = Path(__file__).resolve().parents[2] / "flows" / "directory" / "sample.yaml"
+
+
+def task_form(query: str, **fields: str) -> aiohttp.FormData:
+    """A task page's form: the signed link's query (u, e, s) and the fields the page posts."""
+    form = aiohttp.FormData()
+    for key, value in [kv.split("=", 1) for kv in query.split("&")]:
+        form.add_field(key, value)
+    for key, value in fields.items():
+        form.add_field(key, value)
+    return form
 
 
 @pytest.fixture

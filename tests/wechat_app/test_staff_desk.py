@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-import aiohttp
-
 from bot.app import SERVICES
 from bot.worker_tasks import TaskLinks
 from flows import Event
-from tests.wechat_app.conftest import LINK_SECRET, NUMBER, Service
+from tests.wechat_app.conftest import LINK_SECRET, NUMBER, Service, task_form
 
 UNKNOWN = "WG202611249999"
 
@@ -36,15 +34,6 @@ def _card(service: Service, user: str, number: str) -> urlsplit:
     card = next(m for m in reversed(service.fake.sent_to("wecom_app"))
                 if m.msgtype == "textcard" and m.to == (user,) and number in m.title)
     return urlsplit(card.url)
-
-
-def _form(query: str, **fields: str) -> aiohttp.FormData:
-    form = aiohttp.FormData()
-    for key, value in [kv.split("=", 1) for kv in query.split("&")]:
-        form.add_field(key, value)
-    for key, value in fields.items():
-        form.add_field(key, value)
-    return form
 
 
 async def test_street_staff_accept_report_progress_and_resolve_an_escalated_ticket_by_command(service: Service):
@@ -78,9 +67,9 @@ async def test_street_staff_work_an_escalated_ticket_on_the_task_page_from_their
     assert page.status == 200 and number in html and "冯雪" in html and "街道（青枫街道）" in html
     assert "需要街道协调" in html  # the grid worker's reason, in the ticket's record
 
-    acted = await service.client.post(link.path, data=_form(link.query, action="accept"))
+    acted = await service.client.post(link.path, data=task_form(link.query, action="accept"))
     assert acted.status == 200 and "已接单" in await acted.text()
-    resolved = await service.client.post(link.path, data=_form(link.query, action="resolve", note="已拆除清运"))
+    resolved = await service.client.post(link.path, data=task_form(link.query, action="resolve", note="已拆除清运"))
     assert resolved.status == 200 and "已办结" in await resolved.text()
     ticket = await service.client.app[SERVICES].tickets.store.get(number)
     assert (ticket.status, ticket.flow.assignee) == ("resolved", "FengXue91")
@@ -114,7 +103,7 @@ async def test_staff_of_another_area_or_at_another_level_are_refused_like_an_unk
         link = urlsplit(links.url(number, user))
         page = await service.client.get(f"{link.path}?{link.query}")
         assert page.status == 403 and await page.text() == refusal
-        posted = await service.client.post(link.path, data=_form(link.query, action="accept"))
+        posted = await service.client.post(link.path, data=task_form(link.query, action="accept"))
         assert posted.status == 403
     for number, status, level in ((escalated, "escalated", "street"), (at_grid, "dispatched", "grid")):
         ticket = await services.tickets.store.get(number)

@@ -11,7 +11,7 @@ from bot.outbox import deliveries
 from bot.timers import TimerRunner
 from flows import Event
 from tests.conftest import say
-from tests.wechat_app.conftest import NUMBER, Service
+from tests.wechat_app.conftest import NUMBER, Service, task_form
 
 
 async def test_a_worker_of_another_grid_is_refused_and_the_ticket_does_not_move(service: Service):
@@ -195,15 +195,6 @@ async def test_a_digest_longer_than_one_robot_message_arrives_whole_in_order(ser
     assert lines[-1] == "……等共 35 件"
 
 
-def _form(query: str, **fields: str) -> aiohttp.FormData:
-    form = aiohttp.FormData()
-    for key, value in [kv.split("=", 1) for kv in query.split("&")]:
-        form.add_field(key, value)
-    for key, value in fields.items():
-        form.add_field(key, value)
-    return form
-
-
 async def test_an_escalated_ticket_leaves_the_grid_and_the_street_staff_are_told(service: Service):
     number = await service.report("o-up")
     await service.outbox.run_once()
@@ -227,7 +218,7 @@ async def test_an_escalated_ticket_leaves_the_grid_and_the_street_staff_are_told
     page = await service.client.get(f"{link.path}?{link.query}")
     html = await page.text()
     assert page.status == 403 and "网格不能再办理" in html and "垃圾" not in html
-    posted = await service.client.post(link.path, data=_form(link.query, action="accept"))
+    posted = await service.client.post(link.path, data=task_form(link.query, action="accept"))
     assert posted.status == 403
     ticket = await service.client.app[SERVICES].tickets.store.get(number)
     assert (ticket.status, ticket.flow.level, ticket.flow.assignee) == ("escalated", "street", None)
@@ -307,9 +298,9 @@ async def test_the_task_page_takes_only_real_images_and_may_not_be_framed(servic
     for response in (page, forbidden):
         assert response.headers["X-Frame-Options"] == "DENY"
         assert response.headers["Content-Security-Policy"] == "frame-ancestors 'none'"
-    await service.client.post(link.path, data=_form(link.query, action="accept"))
+    await service.client.post(link.path, data=task_form(link.query, action="accept"))
 
-    svg = _form(link.query, action="resolve", note="已清运")
+    svg = task_form(link.query, action="resolve", note="已清运")
     svg.add_field("photo", b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>",
                   filename="x.svg", content_type="image/svg+xml")
     refused = await service.client.post(link.path, data=svg)
@@ -317,7 +308,7 @@ async def test_the_task_page_takes_only_real_images_and_may_not_be_framed(servic
     ticket = await service.client.app[SERVICES].tickets.store.get(number)
     assert ticket.status == "accepted" and not (tmp_path / "media" / number).exists()
 
-    jpeg = _form(link.query, action="resolve", note="已清运")
+    jpeg = task_form(link.query, action="resolve", note="已清运")
     jpeg.add_field("photo", b"\xff\xd8\xff" + b"0" * 1000, filename="p", content_type="application/octet-stream")
     done = await service.client.post(link.path, data=jpeg)
     assert done.status == 200 and "附照片1张" in await done.text()
