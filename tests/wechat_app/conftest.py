@@ -137,6 +137,15 @@ class Service:
         assert found, opened
         return found.group(0)
 
+    async def escalated(self, openid: str, first_id: int = 1000) -> str:
+        """`report`, its task card delivered, then escalated to 青枫街道 by the grid's worker (the
+        street's task delivered too): the number."""
+        number = await self.report(openid, first_id)
+        await self.outbox.run_once()
+        assert "已上报" in await self.worker("ZhangFang00", f"上报 {number} 需要街道协调", first_id + 5)
+        await self.outbox.run_once()
+        return number
+
 
 @pytest.fixture
 async def service(aiohttp_client, wechat_config: Config, clock: Clock, nlu, redis, fake: FakeWeChatApi) -> Service:

@@ -75,10 +75,7 @@ async def test_a_workers_escalation_reaches_the_street_staff_as_a_task_card_with
 
 
 async def test_the_street_is_reminded_and_a_red_card_takes_the_ticket_to_the_district_staff(service: Service):
-    number = await service.report("o-district")
-    await service.outbox.run_once()
-    await service.worker("ZhangFang00", f"上报 {number} 需要街道协调", 7110)
-    await service.outbox.run_once()
+    number = await service.escalated("o-district")
 
     service.clock.advance(days=1)  # 11-25 10:00: the street's deadline, not accepted yet
     before = len(service.fake.sent_to("wecom_app"))
@@ -120,10 +117,7 @@ async def test_a_community_without_staff_falls_back_to_the_dispatchers_once(serv
 
 
 async def test_a_street_ticket_assigned_to_a_staff_member_comes_as_their_task_card(service: Service):
-    number = await service.report("o-assigned")
-    await service.outbox.run_once()
-    await service.worker("ZhangFang00", f"上报 {number} 需要街道协调", 7310)
-    await service.outbox.run_once()
+    number = await service.escalated("o-assigned")
     before = len(service.fake.sent_to("wecom_app"))
     services = service.client.app[SERVICES]
     await services.tickets.act(number, Event("assign", "dispatcher", service.clock(), data=(("worker", "FengXue91"),)))
@@ -134,10 +128,7 @@ async def test_a_street_ticket_assigned_to_a_staff_member_comes_as_their_task_ca
 
 
 async def test_a_street_ticket_assigned_to_someone_the_directory_does_not_list_comes_as_text(service: Service):
-    number = await service.report("o-assigned-out")
-    await service.outbox.run_once()
-    await service.worker("ZhangFang00", f"上报 {number} 需要街道协调", 7320)
-    await service.outbox.run_once()
+    number = await service.escalated("o-assigned-out")
     before = len(service.fake.sent_to("wecom_app"))
     services = service.client.app[SERVICES]
     for worker in ("CaoLei92", "ZhangFang00"):  # 云岭街道's staff; 青枫街道's grid worker
@@ -164,10 +155,7 @@ async def test_a_copy_to_a_street_unit_reaches_that_streets_staff(service: Servi
 async def test_the_streets_own_cards_reach_the_street_even_when_the_ticket_moved_up_before_delivery(
     service: Service,
 ):
-    number = await service.report("o-late-round")
-    await service.outbox.run_once()
-    await service.worker("ZhangFang00", f"上报 {number} 需要街道协调", 7410)
-    await service.outbox.run_once()
+    number = await service.escalated("o-late-round")
 
     # the yellow card (street's deadline) and the red card (to the district) fire in one timer
     # round, before the outbox delivers either
@@ -185,10 +173,7 @@ async def test_the_streets_own_cards_reach_the_street_even_when_the_ticket_moved
 
 
 async def test_a_red_card_reaches_the_street_that_let_it_lapse_and_the_district_gets_the_ticket(service: Service):
-    number = await service.report("o-red-street")
-    await service.outbox.run_once()
-    await service.worker("ZhangFang00", f"上报 {number} 需要街道协调", 7510)
-    await service.outbox.run_once()
+    number = await service.escalated("o-red-street")
     service.clock.advance(days=1)
     await _run_timers(service)  # the street's yellow card
     service.clock.advance(days=1)

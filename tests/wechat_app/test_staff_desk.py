@@ -17,15 +17,6 @@ from tests.wechat_app.conftest import LINK_SECRET, NUMBER, Service, task_form
 UNKNOWN = "WG202611249999"
 
 
-async def _escalated(service: Service, openid: str, first_id: int) -> str:
-    """A resident's report at 金桥小区, escalated to 青枫街道 by the grid's worker: its number."""
-    number = await service.report(openid, first_id=first_id)
-    await service.outbox.run_once()
-    assert "已上报" in await service.worker("ZhangFang00", f"上报 {number} 需要街道协调", first_id + 5)
-    await service.outbox.run_once()
-    return number
-
-
 def _told(service: Service, openid: str) -> list[str]:
     return [m.content for m in service.fake.sent_to("mp_custom") if m.to == (openid,)]
 
@@ -37,7 +28,7 @@ def _card(service: Service, user: str, number: str) -> urlsplit:
 
 
 async def test_street_staff_accept_report_progress_and_resolve_an_escalated_ticket_by_command(service: Service):
-    number = await _escalated(service, "o-staff-cmd", 1000)
+    number = await service.escalated("o-staff-cmd", 1000)
     services = service.client.app[SERVICES]
 
     accepted = await service.worker("HanBo91", f"接单 {number}", 1101)
@@ -60,7 +51,7 @@ async def test_street_staff_accept_report_progress_and_resolve_an_escalated_tick
 
 
 async def test_street_staff_work_an_escalated_ticket_on_the_task_page_from_their_card(service: Service):
-    number = await _escalated(service, "o-staff-page", 1000)
+    number = await service.escalated("o-staff-page", 1000)
     link = _card(service, "FengXue91", number)
     page = await service.client.get(f"{link.path}?{link.query}")
     html = await page.text()
@@ -79,7 +70,7 @@ async def test_street_staff_work_an_escalated_ticket_on_the_task_page_from_their
 
 
 async def test_staff_of_another_area_or_at_another_level_are_refused_like_an_unknown_number(service: Service):
-    escalated = await _escalated(service, "o-staff-refused", 1000)
+    escalated = await service.escalated("o-staff-refused", 1000)
     at_grid = await service.report("o-staff-grid", first_id=1100)
     await service.outbox.run_once()
 
@@ -111,10 +102,10 @@ async def test_staff_of_another_area_or_at_another_level_are_refused_like_an_unk
 
 
 async def test_a_bare_command_by_staff_acts_only_when_one_ticket_fits_else_lists_them(service: Service):
-    first = await _escalated(service, "o-staff-bare-1", 1000)
+    first = await service.escalated("o-staff-bare-1", 1000)
     assert "已接单" in await service.worker("HanBo91", "接单", 1401)  # the one escalated ticket
-    second = await _escalated(service, "o-staff-bare-2", 1100)
-    third = await _escalated(service, "o-staff-bare-3", 1200)
+    second = await service.escalated("o-staff-bare-2", 1100)
+    third = await service.escalated("o-staff-bare-3", 1200)
     listed = await service.worker("FengXue91", "接单", 1402)
     assert "2张工单可以接单" in listed and second in listed and third in listed and first not in listed
     assert "13812345678" not in listed and "金桥小区" not in listed
